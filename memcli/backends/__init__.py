@@ -1,0 +1,1 @@
+"""Backends behind small typed interfaces (``base``): the SQLite catalog, vector indexes, models."""

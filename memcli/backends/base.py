@@ -1,0 +1,67 @@
+"""The contracts memcli's services rely on. Implementations live beside this module.
+
+Invariants every implementation keeps:
+
+* ``Embedder``: vectors are L2-normalised lists of ``dim`` floats; the same text always gives the same
+  vector; ``model_id`` names the model *and* its weights, so a store can refuse vectors from another.
+* ``VectorIndex``: an index, not the truth. It holds ids and vectors (plus the few fields it filters
+  on), never the memory text. Every call is idempotent (upsert/delete of what is already there is a
+  no-op), so the store can replay an interrupted write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+Vector = list[float]
+
+
+class Embedder(Protocol):
+    model_id: str
+    dim: int
+    max_tokens: int  # longest text (in tokens) the model embeds well
+
+    def embed_documents(self, texts: Sequence[str]) -> list[Vector]: ...
+
+    def embed_query(self, text: str) -> Vector: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class VectorMeta:
+    kind: str
+    when: float  # epoch seconds of the event (or of recording when unknown): for time filters
+
+
+@dataclass(frozen=True)
+class VectorHit:
+    id: str
+    similarity: float  # cosine similarity, 1 = same direction
+
+
+class VectorIndex(Protocol):
+    def upsert(self, space: str, ids: Sequence[str], vectors: Sequence[Vector], metas: Sequence[VectorMeta]) -> None: ...
+
+    def delete(self, space: str, ids: Sequence[str]) -> None: ...
+
+    def query(
+        self,
+        space: str,
+        vector: Vector,
+        n: int,
+        *,
+        kinds: Sequence[str] = (),
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[VectorHit]: ...
+
+    def count(self, space: str) -> int: ...
+
+    def ids(self, space: str) -> set[str]: ...
+
+    def drop_space(self, space: str) -> None: ...
+
+    def disk_bytes(self) -> int: ...

@@ -1,0 +1,381 @@
+"""The SQLite catalog: memcli's source of truth.
+
+It holds every memory's text, metadata *and* embedding, the keyword index (FTS5) and the audit log.
+The vector index (Chroma) is derived from it and can be rebuilt from it at any time; that is why a
+write is committed here first and replayed into the index until the index confirms it (``vec_state``).
+SQLite gives us real transactions and crash safety (WAL); Chroma's embedded files do not promise that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from memcli.errors import store_error
+from memcli.records import Kind, Memory, from_epoch
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS memories(
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    space TEXT NOT NULL,
+    text TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    source TEXT NOT NULL,
+    position INTEGER,
+    recorded_at REAL NOT NULL,
+    event_at REAL,
+    tags TEXT NOT NULL DEFAULT '[]',
+    pinned INTEGER NOT NULL DEFAULT 0,
+    importance REAL NOT NULL DEFAULT 0.5,
+    access_count INTEGER NOT NULL DEFAULT 0,
+    last_access REAL,
+    content_hash TEXT NOT NULL,
+    embed_model TEXT NOT NULL,
+    embedding BLOB NOT NULL,
+    keys TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'trashed')),
+    trashed_at REAL,
+    -- where the vector index stands for this row: the store replays anything 'pending_*'.
+    vec_state TEXT NOT NULL CHECK (vec_state IN ('pending_add', 'indexed', 'pending_remove', 'absent'))
+);
+CREATE INDEX IF NOT EXISTS memories_space_time ON memories(space, state, recorded_at);
+CREATE INDEX IF NOT EXISTS memories_hash ON memories(space, content_hash);
+CREATE INDEX IF NOT EXISTS memories_source ON memories(space, source);
+CREATE INDEX IF NOT EXISTS memories_pending ON memories(vec_state) WHERE vec_state IN ('pending_add', 'pending_remove');
+-- External-content FTS5: the text lives once, in memories; only active memories are indexed.
+CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts USING fts5(
+    text, keys, content='memories', content_rowid='rowid', tokenize='porter unicode61 remove_diacritics 2'
+);
+CREATE TABLE IF NOT EXISTS audit(
+    seq INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    memory_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS audit_memory ON audit(memory_id);
+-- Ids deleted from the catalog whose vectors the index may still hold; the store removes them.
+CREATE TABLE IF NOT EXISTS tombstones(id TEXT PRIMARY KEY, space TEXT NOT NULL);
+-- What each ingested source looked like when it was last applied (for incremental ingest).
+CREATE TABLE IF NOT EXISTS sources(
+    space TEXT NOT NULL, source TEXT NOT NULL, hash TEXT NOT NULL, applied_at REAL NOT NULL,
+    PRIMARY KEY (space, source)
+);
+"""
+
+COLUMNS = (
+    "id, space, text, kind, source, position, recorded_at, event_at, tags, pinned, importance, "
+    "access_count, last_access, content_hash, embed_model, keys, state"
+)
+
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "been",
+        "but",
+        "by",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "he",
+        "her",
+        "him",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "no",
+        "not",
+        "of",
+        "on",
+        "or",
+        "our",
+        "she",
+        "so",
+        "than",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "us",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+        "yours",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Filter:
+    space: str
+    kinds: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    since: float | None = None  # on the memory's time: event time when known, else recording time
+    until: float | None = None
+    state: str = "active"
+
+    def sql(self, alias: str = "m") -> tuple[str, list[Any]]:
+        parts = [f"{alias}.space = ?", f"{alias}.state = ?"]
+        args: list[Any] = [self.space, self.state]
+        if self.kinds:
+            parts.append(f"{alias}.kind IN ({','.join('?' * len(self.kinds))})")
+            args += list(self.kinds)
+        for tag in self.tags:
+            parts.append(f"EXISTS (SELECT 1 FROM json_each({alias}.tags) WHERE value = ?)")
+            args.append(tag)
+        when = f"coalesce({alias}.event_at, {alias}.recorded_at)"
+        if self.since is not None:
+            parts.append(f"{when} >= ?")
+            args.append(self.since)
+        if self.until is not None:
+            parts.append(f"{when} < ?")
+            args.append(self.until)
+        return " AND ".join(parts), args
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 OR-query of the words in ``text`` (stopwords dropped unless nothing else is left)."""
+    words = [w for w in re.findall(r"\w+", text.lower()) if len(w) > 1 or w.isdigit()]
+    content = [w for w in words if w not in STOPWORDS] or words
+    seen = dict.fromkeys(content)
+    return " OR ".join(f'"{w}"' for w in seen) if seen else None
+
+
+def row_to_memory(r: Sequence[Any]) -> Memory:
+    return Memory(
+        id=r[0],
+        space=r[1],
+        text=r[2],
+        kind=Kind(r[3]),
+        source=r[4],
+        position=r[5],
+        recorded_at=from_epoch(r[6]),  # type: ignore[arg-type]
+        event_at=from_epoch(r[7]),
+        tags=tuple(json.loads(r[8])),
+        pinned=bool(r[9]),
+        importance=float(r[10]),
+        access_count=int(r[11]),
+        last_access=from_epoch(r[12]),
+        content_hash=r[13],
+        embed_model=r[14],
+        keys=r[15],
+        state=r[16],
+    )
+
+
+class Catalog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            if not path.exists():
+                # Owner-only from the first byte; SQLite gives its -wal/-shm files the same mode.
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            self.db = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            # Freed pages are zeroed: forgotten text does not linger in the file's free space.
+            self.db.execute("PRAGMA secure_delete=ON")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise store_error(
+                    f"{path} was written by a newer memcli (schema {version}, this one knows {SCHEMA_VERSION})",
+                    hint="Upgrade memcli.",
+                )
+            if version < SCHEMA_VERSION:
+                with self.transaction():
+                    for stmt in re.split(r";\s*\n", SCHEMA):
+                        if stmt.strip():
+                            self.db.execute(stmt)
+                    self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as e:
+            raise store_error(
+                f"cannot open the memory catalog {path}: {e}",
+                hint="Check that the data directory is readable and writable by you (`memcli config path`).",
+            )
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: BEGIN IMMEDIATE takes the write lock up front (no deadlocking upgrades)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+
+    # -- meta ------------------------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, db: sqlite3.Connection, key: str, value: str) -> None:
+        db.execute(
+            "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value)
+        )
+
+    # -- reads -----------------------------------------------------------------------------------
+    def by_ids(self, ids: Iterable[str]) -> dict[str, Memory]:
+        ids = list(ids)
+        out: dict[str, Memory] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            q = f"SELECT {COLUMNS} FROM memories WHERE id IN ({','.join('?' * len(part))})"
+            for r in self.db.execute(q, part):
+                out[r[0]] = row_to_memory(r)
+        return out
+
+    def resolve_id(self, prefix: str) -> list[Memory]:
+        """Memories whose id starts with ``prefix`` (ids are shown shortened)."""
+        if not re.fullmatch(r"[0-9a-f]{4,32}", prefix):
+            return []
+        q = f"SELECT {COLUMNS} FROM memories WHERE id >= ? AND id < ? LIMIT 2"
+        return [row_to_memory(r) for r in self.db.execute(q, (prefix, prefix + "g"))]
+
+    def by_hash(self, space: str, content_hash: str) -> Memory | None:
+        q = f"SELECT {COLUMNS} FROM memories WHERE space = ? AND content_hash = ? AND state = 'active' LIMIT 1"
+        r = self.db.execute(q, (space, content_hash)).fetchone()
+        return None if r is None else row_to_memory(r)
+
+    def page(self, f: Filter, limit: int, offset: int) -> tuple[list[Memory], int]:
+        where, args = f.sql()
+        total = self.db.execute(f"SELECT count(*) FROM memories m WHERE {where}", args).fetchone()[0]
+        q = (
+            f"SELECT {', '.join('m.' + c.strip() for c in COLUMNS.split(','))} FROM memories m WHERE {where} "
+            "ORDER BY coalesce(m.event_at, m.recorded_at) DESC, m.rowid DESC LIMIT ? OFFSET ?"
+        )
+        rows = self.db.execute(q, [*args, limit, offset]).fetchall()
+        return [row_to_memory(r) for r in rows], int(total)
+
+    def keyword(self, f: Filter, query: str, n: int) -> list[tuple[str, float]]:
+        """Top ``n`` ids by BM25 (higher is better), text weighted over extra keys."""
+        match = fts_query(query)
+        if match is None:
+            return []
+        where, args = f.sql()
+        q = (
+            "SELECT m.id, bm25(memory_fts, 1.0, 0.6) AS s FROM memory_fts JOIN memories m ON m.rowid = memory_fts.rowid "
+            f"WHERE memory_fts MATCH ? AND {where} ORDER BY s LIMIT ?"
+        )
+        return [(r[0], -float(r[1])) for r in self.db.execute(q, [match, *args, n])]
+
+    def embeddings(self, ids: Sequence[str]) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        for i in range(0, len(ids), 500):
+            part = list(ids[i : i + 500])
+            q = f"SELECT id, embedding FROM memories WHERE id IN ({','.join('?' * len(part))})"
+            out.update({r[0]: r[1] for r in self.db.execute(q, part)})
+        return out
+
+    def pending(self) -> list[tuple[str, str, str, str, float, bytes]]:
+        """Rows whose vector-index write was not confirmed: (id, space, vec_state, kind, when, embedding)."""
+        q = (
+            "SELECT id, space, vec_state, kind, coalesce(event_at, recorded_at), embedding FROM memories "
+            "WHERE vec_state IN ('pending_add', 'pending_remove')"
+        )
+        return list(self.db.execute(q))
+
+    def tombstones(self) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in self.db.execute("SELECT id, space FROM tombstones")]
+
+    def source_hash(self, space: str, source: str) -> str | None:
+        r = self.db.execute("SELECT hash FROM sources WHERE space = ? AND source = ?", (space, source)).fetchone()
+        return None if r is None else str(r[0])
+
+    def by_source(self, space: str, source: str) -> list[Memory]:
+        q = f"SELECT {COLUMNS} FROM memories WHERE space = ? AND source = ? ORDER BY position"
+        return [row_to_memory(r) for r in self.db.execute(q, (space, source))]
+
+    def spaces(self) -> dict[str, int]:
+        q = "SELECT space, count(*) FROM memories WHERE state = 'active' GROUP BY space ORDER BY space"
+        return {r[0]: int(r[1]) for r in self.db.execute(q)}
+
+    # -- writes (callers hold a transaction) ------------------------------------------------------
+    def fts_add(self, db: sqlite3.Connection, ids: Sequence[str]) -> None:
+        for i in range(0, len(ids), 500):
+            part = list(ids[i : i + 500])
+            db.execute(
+                "INSERT INTO memory_fts(rowid, text, keys) SELECT rowid, text, keys FROM memories "
+                f"WHERE id IN ({','.join('?' * len(part))})",
+                part,
+            )
+
+    def fts_remove(self, db: sqlite3.Connection, ids: Sequence[str]) -> None:
+        # External-content FTS5 needs the indexed values to delete them: read them before they change.
+        for i in range(0, len(ids), 500):
+            part = list(ids[i : i + 500])
+            db.execute(
+                "INSERT INTO memory_fts(memory_fts, rowid, text, keys) SELECT 'delete', rowid, text, keys "
+                f"FROM memories WHERE id IN ({','.join('?' * len(part))})",
+                part,
+            )
+
+    def audit(self, db: sqlite3.Connection, at: float, rows: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
+        db.executemany(
+            "INSERT INTO audit(at, memory_id, action, detail) VALUES(?, ?, ?, ?)",
+            [(at, mid, action, json.dumps(detail, ensure_ascii=False)) for mid, action, detail in rows],
+        )
+
+    def set_vec_state(self, db: sqlite3.Connection, ids: Sequence[str], state: str) -> None:
+        for i in range(0, len(ids), 500):
+            part = list(ids[i : i + 500])
+            db.execute(f"UPDATE memories SET vec_state = ? WHERE id IN ({','.join('?' * len(part))})", [state, *part])
+
+    def history(self, memory_id: str) -> list[tuple[float, str, dict[str, Any]]]:
+        q = "SELECT at, action, detail FROM audit WHERE memory_id = ? ORDER BY seq"
+        return [(r[0], r[1], json.loads(r[2])) for r in self.db.execute(q, (memory_id,))]
+
+    def db_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())

@@ -1,0 +1,144 @@
+"""Vector index on an embedded (on-disk) Chroma store.
+
+Chroma holds ids, vectors and the two fields recall filters on (kind, time) — never memory text, so
+purging a memory's text never depends on Chroma compacting its files. One collection per memory space:
+recall in a space then needs no metadata filter, which in Chroma costs 10-20x an unfiltered query.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from memcli.backends.base import Vector, VectorHit, VectorMeta
+from memcli.errors import store_error
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+
+PREFIX = "memcli-"
+
+
+def _where(kinds: Sequence[str], since: float | None, until: float | None) -> dict[str, Any] | None:
+    clauses: list[dict[str, Any]] = []
+    if kinds:
+        clauses.append({"kind": {"$in": list(kinds)}})
+    if since is not None:
+        clauses.append({"when": {"$gte": since}})
+    if until is not None:
+        clauses.append({"when": {"$lt": until}})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+class ChromaIndex:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._client: ClientAPI | None = None
+        self._cols: dict[str, Collection] = {}
+
+    @property
+    def client(self) -> ClientAPI:
+        if self._client is None:
+            # Belt and braces: Chroma's telemetry is on by default; the setting below turns it off
+            # and the variable covers any component that reads the environment instead.
+            os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+            try:
+                import chromadb
+                from chromadb.config import Settings
+            except ImportError as e:  # pragma: no cover - broken install
+                raise store_error(f"chromadb is not installed: {e}", hint="Run ./scripts/setup again.")
+            try:
+                self._client = chromadb.PersistentClient(
+                    path=str(self.path), settings=Settings(anonymized_telemetry=False, allow_reset=False)
+                )
+            except Exception as e:
+                raise store_error(
+                    f"cannot open the vector store at {self.path}: {e}",
+                    hint="Check the directory's permissions; `memcli doctor --repair` rebuilds it from the catalog.",
+                )
+        return self._client
+
+    def _col(self, space: str, create: bool = True) -> Collection | None:
+        col = self._cols.get(space)
+        if col is None:
+            name = PREFIX + space
+            if create:
+                col = self.client.get_or_create_collection(name, metadata={"hnsw:space": "cosine"}, embedding_function=None)
+            else:
+                try:
+                    col = self.client.get_collection(name, embedding_function=None)
+                except Exception:  # Chroma raises several types for "does not exist"
+                    return None
+            self._cols[space] = col
+        return col
+
+    def upsert(self, space: str, ids: Sequence[str], vectors: Sequence[Vector], metas: Sequence[VectorMeta]) -> None:
+        if not ids:
+            return
+        col = self._col(space)
+        assert col is not None
+        step = 4000  # below Chroma's max batch size
+        for i in range(0, len(ids), step):
+            col.upsert(
+                ids=list(ids[i : i + step]),
+                embeddings=[list(v) for v in vectors[i : i + step]],  # type: ignore[arg-type]
+                metadatas=[{"kind": m.kind, "when": m.when} for m in metas[i : i + step]],
+            )
+
+    def delete(self, space: str, ids: Sequence[str]) -> None:
+        col = self._col(space, create=False)
+        if col is None or not ids:
+            return
+        for i in range(0, len(ids), 4000):
+            col.delete(ids=list(ids[i : i + 4000]))
+
+    def query(
+        self,
+        space: str,
+        vector: Vector,
+        n: int,
+        *,
+        kinds: Sequence[str] = (),
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[VectorHit]:
+        col = self._col(space, create=False)
+        if col is None:
+            return []
+        total = col.count()
+        if total == 0 or n <= 0:
+            return []
+        res = col.query(
+            query_embeddings=[list(vector)],  # type: ignore[arg-type]
+            n_results=min(n, total),
+            where=_where(kinds, since, until),
+            include=["distances"],
+        )
+        ids = res["ids"][0]
+        dists = (res.get("distances") or [[]])[0]
+        return [VectorHit(i, 1.0 - float(d)) for i, d in zip(ids, dists)]
+
+    def count(self, space: str) -> int:
+        col = self._col(space, create=False)
+        return 0 if col is None else col.count()
+
+    def ids(self, space: str) -> set[str]:
+        col = self._col(space, create=False)
+        if col is None:
+            return set()
+        return set(col.get(include=[])["ids"])
+
+    def drop_space(self, space: str) -> None:
+        if self._col(space, create=False) is not None:
+            self.client.delete_collection(PREFIX + space)
+        self._cols.pop(space, None)
+
+    def disk_bytes(self) -> int:
+        if not self.path.exists():
+            return 0
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())

@@ -1,0 +1,117 @@
+"""The Typer app: one small module per command group; ``main`` is the single place errors are shown."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from memcli import __version__
+from memcli.cli import config_cmd, ingest, memories, models_cmd, recall
+
+app = typer.Typer(
+    name="memcli",
+    help="A personal memory assistant for the terminal: remember, recall, forget. Fully offline.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals hold the user's memories
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"memcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    color: Annotated[str, typer.Option("--color", help="auto, always or never (NO_COLOR is respected).")] = "",
+) -> None:
+    from memcli import ui
+
+    if color:
+        if color not in ("auto", "always", "never"):
+            raise typer.BadParameter("must be auto, always or never", param_hint="--color")
+        ui.set_color(color)
+
+
+app.command()(memories.add)
+app.command()(recall.recall)
+app.command()(memories.show)
+app.command("list")(memories.list_)
+app.command()(memories.forget)
+app.command()(memories.restore)
+app.command()(memories.stats)
+app.command()(ingest.ingest)
+app.command()(ingest.reindex)
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(models_cmd.app, name="models")
+
+
+def _command_name(argv: list[str]) -> str:
+    words = [a for a in argv if not a.startswith("-")]
+    if words and words[0] in ("config", "models") and len(words) > 1:
+        return f"{words[0]} {words[1]}"
+    return words[0] if words else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; every expected failure becomes a message, a hint and a documented exit code."""
+    import click
+
+    from memcli import ui
+    from memcli.cli.common import flush_notices
+    from memcli.errors import ExitCode, MemcliFailure
+
+    argv = sys.argv[1:] if argv is None else argv
+    os.umask(0o077)  # everything memcli writes is private: files 0600, directories 0700
+    as_json = "--json" in argv
+    command = _command_name(argv)
+    code = 0
+    try:
+        rv = app(args=argv, prog_name="memcli", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
+    except MemcliFailure as e:
+        ui.error(e, as_json=as_json, command=command)
+        code = int(e.code)
+    except click.exceptions.Exit as e:
+        code = e.exit_code
+    except click.exceptions.Abort:
+        ui.error(MemcliFailure("interrupted", code=ExitCode.INTERRUPTED), as_json=as_json, command=command)
+        code = int(ExitCode.INTERRUPTED)
+    except click.ClickException as e:
+        e.show()
+        code = e.exit_code
+    except KeyboardInterrupt:
+        ui.error(
+            MemcliFailure("interrupted; everything committed before Ctrl-C is kept", code=ExitCode.INTERRUPTED),
+            as_json=as_json,
+            command=command,
+        )
+        code = int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        code = 0  # `memcli list | head` is fine
+    except Exception as e:  # a bug: say so without a traceback full of the user's data
+        ui.error(
+            MemcliFailure(
+                f"internal error: {type(e).__name__}: {e}",
+                hint="Please report this; rerun with MEMCLI_DEBUG=1 for a traceback.",
+                code=ExitCode.INTERNAL,
+            ),
+            as_json=as_json,
+            command=command,
+        )
+        if os.environ.get("MEMCLI_DEBUG"):
+            raise
+        code = int(ExitCode.INTERNAL)
+    finally:
+        flush_notices()
+    return code
+
+
+def run() -> None:
+    sys.exit(main())

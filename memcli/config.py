@@ -1,0 +1,224 @@
+"""Settings: the annotated defaults in ``config/default.toml``, the user's file, env vars, flags.
+
+The shipped default file *is* the schema: a key it does not have is unknown, and a value must have the
+type of its default. The typed dataclasses below have no defaults of their own, so they cannot drift
+from the file (constructing them from the file would fail).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from memcli.errors import config_error
+
+Value = str | int | float | bool | list[str]
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    space: str
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    model: str
+    n_threads: int
+    n_gpu_layers: int
+    n_ctx: int
+    max_tokens: int
+    query_prefix: str
+    document_prefix: str
+
+
+@dataclass(frozen=True)
+class RecallSettings:
+    k: int
+    candidates: int
+    rrf_k: int
+    dense_weight: float
+    keyword_weight: float
+    recency_weight: float
+    recency_half_life_days: float
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    color: str
+
+
+SECTIONS: dict[str, type[Any]] = {
+    "store": StoreSettings,
+    "embedding": EmbeddingSettings,
+    "recall": RecallSettings,
+    "output": OutputSettings,
+}
+
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {("output", "color"): ("auto", "always", "never")}
+
+
+@dataclass(frozen=True)
+class Settings:
+    store: StoreSettings
+    embedding: EmbeddingSettings
+    recall: RecallSettings
+    output: OutputSettings
+    # (section, key) -> where the effective value came from, for `memcli config show`.
+    sources: dict[tuple[str, str], str]
+    config_file: Path
+
+    def items(self) -> list[tuple[str, str, Value, str]]:
+        out: list[tuple[str, str, Value, str]] = []
+        for section in SECTIONS:
+            obj = getattr(self, section)
+            for f in fields(obj):
+                out.append((section, f.name, getattr(obj, f.name), self.sources[(section, f.name)]))
+        return out
+
+
+def default_config_text() -> str:
+    """The annotated default config: packaged copy when installed, the repository's otherwise."""
+    packaged = resources.files("memcli").joinpath("default.toml")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parent.parent / "config" / "default.toml").read_text(encoding="utf-8")
+
+
+def _defaults() -> dict[str, dict[str, Value]]:
+    return tomllib.loads(default_config_text())
+
+
+def env_name(section: str, key: str) -> str:
+    return f"MEMCLI_{section}_{key}".upper()
+
+
+def _type_name(v: Value) -> str:
+    if isinstance(v, bool):
+        return "true or false"
+    if isinstance(v, int):
+        return "an integer"
+    if isinstance(v, float):
+        return "a number"
+    if isinstance(v, list):
+        return "a list of strings"
+    return "a string"
+
+
+def _check(where: str, section: str, key: str, default: Value, value: object) -> Value:
+    """Return ``value`` if it has the default's type (ints accepted for floats), else a clear error."""
+    ok: bool
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok:
+            value = float(value)  # type: ignore[arg-type]
+    elif isinstance(default, list):
+        ok = isinstance(value, list) and all(isinstance(x, str) for x in value)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise config_error(
+            f"{where}: [{section}] {key} must be {_type_name(default)}, got {value!r}",
+            hint=f"Fix the value, or remove the key to use the default ({default!r}).",
+        )
+    choices = CHOICES.get((section, key))
+    if choices and value not in choices:
+        raise config_error(
+            f"{where}: [{section}] {key} must be one of {', '.join(choices)}, got {value!r}",
+            hint="Fix the value, or remove the key to use the default.",
+        )
+    return value  # type: ignore[return-value]
+
+
+def _parse_env(name: str, default: Value, raw: str) -> object:
+    if isinstance(default, bool):
+        low = raw.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        return raw
+    if isinstance(default, (int, float)):
+        try:
+            return int(raw) if isinstance(default, int) else float(raw)
+        except ValueError:
+            return raw
+    if isinstance(default, list):
+        return [x.strip() for x in raw.split(",") if x.strip()]
+    return raw
+
+
+def read_user_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as e:
+        raise config_error(f"cannot read config file {path}: {e}", hint="Check its permissions and encoding.")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise config_error(
+            f"{path} is not valid TOML: {e}",
+            hint="Fix the syntax (see config/default.toml for every key), or move the file away.",
+        )
+
+
+def load(
+    config_file: Path,
+    *,
+    env: dict[str, str] | None = None,
+    overrides: dict[tuple[str, str], object] | None = None,
+) -> Settings:
+    """Merge defaults < config file < environment < ``overrides`` (command-line flags)."""
+    env = dict(os.environ) if env is None else env
+    defaults = _defaults()
+    values: dict[tuple[str, str], Value] = {}
+    sources: dict[tuple[str, str], str] = {}
+    for section, keys in defaults.items():
+        for key, v in keys.items():
+            values[(section, key)] = v
+            sources[(section, key)] = "default"
+
+    user = read_user_file(config_file)
+    for section, keys in user.items():
+        if section not in defaults:
+            raise config_error(
+                f"{config_file}: unknown section [{section}]",
+                hint=f"Known sections: {', '.join(defaults)}.",
+            )
+        if not isinstance(keys, dict):
+            raise config_error(f"{config_file}: [{section}] must be a table of settings, got {keys!r}")
+        for key, v in keys.items():
+            if key not in defaults[section]:
+                raise config_error(
+                    f"{config_file}: unknown key '{key}' in [{section}]",
+                    hint=f"Known keys in [{section}]: {', '.join(defaults[section])}.",
+                )
+            values[(section, key)] = _check(str(config_file), section, key, defaults[section][key], v)
+            sources[(section, key)] = f"file {config_file}"
+
+    for section, key in list(values):
+        name = env_name(section, key)
+        if name in env:
+            parsed = _parse_env(name, defaults[section][key], env[name])
+            values[(section, key)] = _check(f"environment {name}", section, key, defaults[section][key], parsed)
+            sources[(section, key)] = f"env {name}"
+
+    for (section, key), override in (overrides or {}).items():
+        if override is None:
+            continue
+        values[(section, key)] = _check("command line", section, key, defaults[section][key], override)
+        sources[(section, key)] = "flag"
+
+    built: dict[str, Any] = {}
+    for section, cls in SECTIONS.items():
+        built[section] = cls(**{f.name: values[(section, f.name)] for f in fields(cls)})
+    return Settings(**built, sources=sources, config_file=config_file)

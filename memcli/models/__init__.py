@@ -1,0 +1,1 @@
+"""Model files: the catalog of recommended GGUFs, hub downloads, conversion."""

@@ -1,0 +1,146 @@
+"""Typed records the services return. Frozen: a result is a fact about one moment of the store."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Kind(StrEnum):
+    NOTE = "note"  # a chunk of an ingested document
+    EPISODE = "episode"  # a conversation turn or an event
+    FACT = "fact"  # a semantic fact about the user or the world
+    SUMMARY = "summary"
+    PROFILE = "profile"
+
+
+def ts(dt: datetime | None) -> str | None:
+    return None if dt is None else dt.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def from_epoch(x: float | None) -> datetime | None:
+    return None if x is None else datetime.fromtimestamp(x, tz=UTC)
+
+
+@dataclass(frozen=True)
+class Memory:
+    id: str
+    space: str
+    text: str
+    kind: Kind
+    source: str  # "cli", "file:PATH", "chat:SESSION", ...
+    position: int | None  # chunk index within its source, when it has one
+    recorded_at: datetime  # when memcli learned it
+    event_at: datetime | None  # when the thing it describes happened, if known
+    tags: tuple[str, ...]
+    pinned: bool
+    importance: float
+    access_count: int
+    last_access: datetime | None
+    content_hash: str
+    embed_model: str
+    keys: str  # extra key text indexed for keyword search (heading path, date in words, ...)
+    state: str  # "active" or "trashed"
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["kind"] = self.kind.value
+        d["tags"] = list(self.tags)
+        for k in ("recorded_at", "event_at", "last_access"):
+            d[k] = ts(d[k])
+        return d
+
+
+@dataclass(frozen=True)
+class AddResult:
+    added: tuple[Memory, ...]
+    duplicates: tuple[Memory, ...]  # already remembered (same text in this space): nothing written
+    chunked: bool  # the text was longer than the model takes and was split
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "added": [m.to_json() for m in self.added],
+            "duplicates": [m.id for m in self.duplicates],
+            "chunked": self.chunked,
+        }
+
+
+@dataclass(frozen=True)
+class Hit:
+    memory: Memory
+    rank: int  # 1-based fused rank
+    score: float  # fused score (higher is better)
+    dense_rank: int | None
+    dense_similarity: float | None  # cosine similarity of query and memory
+    keyword_rank: int | None
+    keyword_score: float | None  # BM25 (higher is better)
+    recency: float  # 0..1, 1 = now
+
+    def to_json(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k != "memory"}
+        d["memory"] = self.memory.to_json()
+        return d
+
+
+@dataclass(frozen=True)
+class RecallResult:
+    query: str
+    space: str
+    hits: tuple[Hit, ...]
+    filters: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "space": self.space,
+            "filters": self.filters,
+            "hits": [h.to_json() for h in self.hits],
+        }
+
+
+@dataclass(frozen=True)
+class ForgetResult:
+    memories: tuple[Memory, ...]
+    purged: bool
+    dry_run: bool
+    removed: tuple[str, ...] = ()  # what a purge erased, in words
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ids": [m.id for m in self.memories],
+            "purged": self.purged,
+            "dry_run": self.dry_run,
+            "removed": list(self.removed),
+        }
+
+
+@dataclass(frozen=True)
+class Page:
+    memories: tuple[Memory, ...]
+    total: int
+    offset: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"total": self.total, "offset": self.offset, "memories": [m.to_json() for m in self.memories]}
+
+
+@dataclass(frozen=True)
+class Stats:
+    space: str
+    spaces: dict[str, int]  # active memories per space
+    kinds: dict[str, int]  # active memories per kind in this space
+    trashed: int
+    pinned: int
+    embed_model: str | None
+    dim: int | None
+    db_bytes: int
+    vector_bytes: int
+    oldest: datetime | None
+    newest: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["oldest"], d["newest"] = ts(self.oldest), ts(self.newest)
+        return d

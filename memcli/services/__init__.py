@@ -1,0 +1,1 @@
+"""The logic behind each command. Services return typed records and never print."""

@@ -1,0 +1,363 @@
+"""The memory store: the SQLite catalog (source of truth) plus a vector index derived from it.
+
+Write protocol, so that a write interrupted at any point leaves no half-memory behind:
+
+1. one SQLite transaction writes the rows (text, metadata, embedding), the keyword index and the audit
+   entries, marking each row ``pending_add`` (or ``pending_remove``);
+2. the vector index is updated (idempotent upsert/delete);
+3. a second transaction marks the rows ``indexed`` (or ``absent``).
+
+If step 2 fails in the same process, step 1 is undone. If the process dies between steps, the next
+open replays every pending row from the catalog (the embedding is stored there), so the two agree again
+before anything is read. Writers also take an exclusive file lock, because embedded Chroma's files are
+not safe for two writing processes at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from memcli.backends.base import Embedder, Vector, VectorIndex, VectorMeta
+from memcli.backends.catalog import Catalog, Filter
+from memcli.errors import ExitCode, MemcliFailure, store_error, usage_error
+from memcli.records import Kind, Memory
+
+SPACE_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+def check_space(name: str) -> str:
+    if not SPACE_RE.fullmatch(name):
+        raise usage_error(
+            f"invalid space name {name!r}",
+            hint="Use 1-63 characters of a-z, 0-9, '-' and '_', starting with a letter or digit.",
+        )
+    return name
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(" ".join(text.split()).encode("utf-8")).hexdigest()
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def vec_to_blob(v: Vector) -> bytes:
+    import numpy as np
+
+    return np.asarray(v, dtype=np.float32).tobytes()
+
+
+def blob_to_vec(b: bytes) -> Vector:
+    import numpy as np
+
+    return [float(x) for x in np.frombuffer(b, dtype=np.float32)]
+
+
+@dataclass(frozen=True)
+class NewMemory:
+    text: str
+    kind: Kind = Kind.NOTE
+    source: str = "cli"
+    position: int | None = None
+    event_at: float | None = None
+    tags: tuple[str, ...] = ()
+    pinned: bool = False
+    importance: float = 0.5
+    keys: str = ""
+    recorded_at: float | None = None  # default: now
+
+
+class MemoryStore:
+    def __init__(self, data_dir: Path, index_factory: Callable[[], VectorIndex]) -> None:
+        self.data_dir = data_dir
+        self.catalog = Catalog(data_dir / "memcli.sqlite3")
+        self._index_factory = index_factory
+        self._index: VectorIndex | None = None
+        self._lock_file: IO[str] | None = None
+        self._lock_depth = 0
+        self.on_wait: Callable[[], None] | None = None  # told when a writer must wait for another process
+
+    @property
+    def index(self) -> VectorIndex:
+        if self._index is None:
+            self._index = self._index_factory()
+        return self._index
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    # -- locking & consistency -------------------------------------------------------------------
+    @contextmanager
+    def write_lock(self, wait: bool = True) -> Iterator[None]:
+        """Exclusive across processes; re-entrant within one."""
+        if self._lock_depth == 0:
+            lock_path = self.data_dir / "write.lock"
+            f = open(os.open(lock_path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600), "a")  # noqa: SIM115 - held across the with-block below
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not wait:
+                    f.close()
+                    raise MemcliFailure(
+                        "another memcli process is writing to this store",
+                        hint="Wait for it to finish, then try again.",
+                        code=ExitCode.STORE,
+                    )
+                if self.on_wait is not None:
+                    self.on_wait()
+                fcntl.flock(f, fcntl.LOCK_EX)
+            self._lock_file = f
+        self._lock_depth += 1
+        try:
+            yield
+        finally:
+            self._lock_depth -= 1
+            if self._lock_depth == 0 and self._lock_file is not None:
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+                self._lock_file.close()
+                self._lock_file = None
+
+    def reconcile(self) -> int:
+        """Replay vector-index writes that a dead process left unconfirmed. Returns how many."""
+        if not self.catalog.pending() and not self.catalog.tombstones():
+            return 0
+        with self.write_lock():
+            pending = self.catalog.pending()
+            tombs = self.catalog.tombstones()
+            adds = [p for p in pending if p[2] == "pending_add"]
+            removes = [(p[0], p[1]) for p in pending if p[2] == "pending_remove"] + tombs
+            for space in {p[1] for p in adds}:
+                part = [p for p in adds if p[1] == space]
+                self.index.upsert(
+                    space,
+                    [p[0] for p in part],
+                    [blob_to_vec(p[5]) for p in part],
+                    [VectorMeta(p[3], p[4]) for p in part],
+                )
+            for space in {sp for _, sp in removes}:
+                self.index.delete(space, [i for i, sp in removes if sp == space])
+            with self.catalog.transaction() as db:
+                self.catalog.set_vec_state(db, [p[0] for p in adds], "indexed")
+                self.catalog.set_vec_state(db, [p[0] for p in pending if p[2] == "pending_remove"], "absent")
+                db.executemany("DELETE FROM tombstones WHERE id = ?", [(i,) for i, _ in tombs])
+            return len(pending) + len(tombs)
+
+    def check_model(self, embedder: Embedder) -> None:
+        """Refuse to mix vectors of two embedding models; the first model to write claims the store."""
+        model, dim = self.catalog.meta("embed_model"), self.catalog.meta("embed_dim")
+        if model is None:
+            with self.catalog.transaction() as db:
+                self.catalog.set_meta(db, "embed_model", embedder.model_id)
+                self.catalog.set_meta(db, "embed_dim", str(embedder.dim))
+            return
+        if model != embedder.model_id or int(dim or 0) != embedder.dim:
+            raise store_error(
+                f"this store was built with embedding model {model} ({dim} dimensions), "
+                f"but the configured model is {embedder.model_id} ({embedder.dim} dimensions)",
+                hint="Run `memcli reindex` to re-embed every memory with the configured model, "
+                "or set [embedding] model back to the one the store was built with.",
+            )
+
+    # -- writes ----------------------------------------------------------------------------------
+    def add(self, space: str, items: Sequence[tuple[NewMemory, Vector]], model_id: str) -> list[str]:
+        """Write new memories atomically (see the module docstring). Returns their ids."""
+        return self.apply(space, items, model_id)
+
+    def apply(
+        self,
+        space: str,
+        items: Sequence[tuple[NewMemory, Vector]],
+        model_id: str,
+        *,
+        delete: Sequence[Memory] = (),
+        source: tuple[str, str] | None = None,
+    ) -> list[str]:
+        """One atomic change: add ``items``, delete ``delete`` outright (superseded chunks of a file),
+        and record ``source`` = (name, content hash) as applied. Returns the new ids."""
+        if not items and not delete and source is None:
+            return []
+        now = time.time()
+        ids = [new_id() for _ in items]
+        rows = [
+            (
+                mid,
+                space,
+                m.text,
+                m.kind.value,
+                m.source,
+                m.position,
+                m.recorded_at if m.recorded_at is not None else now,
+                m.event_at,
+                json.dumps(list(m.tags), ensure_ascii=False),
+                int(m.pinned),
+                m.importance,
+                content_hash(m.text),
+                model_id,
+                vec_to_blob(v),
+                m.keys,
+            )
+            for mid, (m, v) in zip(ids, items)
+        ]
+        gone = [m.id for m in delete]
+        with self.write_lock():
+            with self.catalog.transaction() as db:
+                if gone:
+                    self.catalog.fts_remove(db, [m.id for m in delete if m.state == "active"])
+                    self._delete_rows(db, gone)
+                    db.executemany("INSERT OR IGNORE INTO tombstones(id, space) VALUES(?, ?)", [(m.id, m.space) for m in delete])
+                    self.catalog.audit(db, now, [(i, "delete", {"reason": "superseded"}) for i in gone])
+                db.executemany(
+                    "INSERT INTO memories(id, space, text, kind, source, position, recorded_at, event_at, tags, "
+                    "pinned, importance, content_hash, embed_model, embedding, keys, vec_state) "
+                    "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending_add')",
+                    rows,
+                )
+                self.catalog.fts_add(db, ids)
+                self.catalog.audit(
+                    db,
+                    now,
+                    [(mid, "add", {"space": space, "kind": m.kind.value, "source": m.source}) for mid, (m, _) in zip(ids, items)],
+                )
+                if source is not None:
+                    db.execute(
+                        "INSERT INTO sources(space, source, hash, applied_at) VALUES(?, ?, ?, ?) "
+                        "ON CONFLICT(space, source) DO UPDATE SET hash = excluded.hash, applied_at = excluded.applied_at",
+                        (space, source[0], source[1], now),
+                    )
+            metas = [VectorMeta(m.kind.value, m.event_at if m.event_at is not None else (m.recorded_at or now)) for m, _ in items]
+            try:
+                self.index.upsert(space, ids, [v for _, v in items], metas)
+            except BaseException:
+                if not gone and source is None:
+                    self._undo_add(ids)  # nothing else changed: take the rows back out
+                raise  # otherwise the rows stay pending and the next open replays them
+            with self.catalog.transaction() as db:
+                self.catalog.set_vec_state(db, ids, "indexed")
+            self._drop_tombstones()
+        return ids
+
+    def _delete_rows(self, db: Any, ids: Sequence[str]) -> None:
+        for i in range(0, len(ids), 500):
+            part = list(ids[i : i + 500])
+            marks = ",".join("?" * len(part))
+            db.execute(f"DELETE FROM memories WHERE id IN ({marks})", part)
+            # Keep that a deletion happened (an id and a time), nothing of what was said.
+            db.execute(f"DELETE FROM audit WHERE memory_id IN ({marks})", part)
+
+    def _drop_tombstones(self) -> None:
+        tombs = self.catalog.tombstones()
+        if not tombs:
+            return
+        for space in {sp for _, sp in tombs}:
+            self.index.delete(space, [i for i, sp in tombs if sp == space])
+        with self.catalog.transaction() as db:
+            db.executemany("DELETE FROM tombstones WHERE id = ?", [(i,) for i, _ in tombs])
+
+    def _undo_add(self, ids: Sequence[str]) -> None:
+        with self.catalog.transaction() as db:
+            self.catalog.fts_remove(db, ids)
+            self._delete_rows(db, ids)
+
+    def trash(self, memories: Sequence[Memory], reason: str = "forget") -> None:
+        ids = [m.id for m in memories if m.state == "active"]
+        if not ids:
+            return
+        now = time.time()
+        with self.write_lock():
+            with self.catalog.transaction() as db:
+                self.catalog.fts_remove(db, ids)
+                for i in range(0, len(ids), 500):
+                    part = ids[i : i + 500]
+                    db.execute(
+                        "UPDATE memories SET state = 'trashed', trashed_at = ?, vec_state = 'pending_remove' "
+                        f"WHERE id IN ({','.join('?' * len(part))})",
+                        [now, *part],
+                    )
+                self.catalog.audit(db, now, [(i, "trash", {"reason": reason}) for i in ids])
+            for space in {m.space for m in memories}:
+                self.index.delete(space, [m.id for m in memories if m.space == space and m.id in ids])
+            with self.catalog.transaction() as db:
+                self.catalog.set_vec_state(db, ids, "absent")
+
+    def restore(self, memories: Sequence[Memory]) -> None:
+        ids = [m.id for m in memories if m.state == "trashed"]
+        if not ids:
+            return
+        now = time.time()
+        with self.write_lock():
+            with self.catalog.transaction() as db:
+                for i in range(0, len(ids), 500):
+                    part = ids[i : i + 500]
+                    db.execute(
+                        "UPDATE memories SET state = 'active', trashed_at = NULL, vec_state = 'pending_add' "
+                        f"WHERE id IN ({','.join('?' * len(part))})",
+                        part,
+                    )
+                self.catalog.fts_add(db, ids)
+                self.catalog.audit(db, now, [(i, "restore", {}) for i in ids])
+            self.reconcile()
+
+    def purge(self, memories: Sequence[Memory]) -> list[str]:
+        """Erase every trace of these memories. Returns, in words, what was removed."""
+        if not memories:
+            return []
+        ids = [m.id for m in memories]
+        with self.write_lock():
+            with self.catalog.transaction() as db:
+                self.catalog.fts_remove(db, [m.id for m in memories if m.state == "active"])
+                self._delete_rows(db, ids)
+                db.executemany("INSERT OR IGNORE INTO tombstones(id, space) VALUES(?, ?)", [(m.id, m.space) for m in memories])
+                self.catalog.audit(db, time.time(), [(i, "purge", {}) for i in ids])
+                # Rewrite the keyword index so deleted terms do not survive in its old segments.
+                db.execute("INSERT INTO memory_fts(memory_fts) VALUES('optimize')")
+            self._drop_tombstones()
+            # Rebuild the file and empty the write-ahead log: no old page keeps the text.
+            self.catalog.db.execute("VACUUM")
+            self.catalog.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return ["text and metadata", "embedding", "keyword index entry", "vector index entry", "audit details"]
+
+    def touch(self, ids: Sequence[str]) -> None:
+        """Count a recall (feeds forgetting). Cheap and lock-free: one small SQLite transaction."""
+        if not ids:
+            return
+        now = time.time()
+        try:
+            with self.catalog.transaction() as db:
+                db.execute(
+                    "UPDATE memories SET access_count = access_count + 1, last_access = ? "
+                    f"WHERE id IN ({','.join('?' * len(ids))})",
+                    [now, *ids],
+                )
+        except Exception as e:  # a busy store must not fail a read
+            if "locked" not in str(e):
+                raise
+
+    # -- reads -----------------------------------------------------------------------------------
+    def find(self, ref: str, space: str | None = None) -> Memory:
+        found = self.catalog.resolve_id(ref.lower())
+        if space is not None:
+            found = [m for m in found if m.space == space]
+        if not found:
+            raise MemcliFailure(
+                f"no memory with id {ref!r}" + (f" in space {space!r}" if space else ""),
+                hint="List ids with `memcli list` (or `memcli list --trash`).",
+                code=ExitCode.NOT_FOUND,
+            )
+        if len(found) > 1:
+            raise usage_error(f"id {ref!r} is ambiguous", hint="Give more characters of the id.")
+        return found[0]
+
+    def filter(self, space: str, **kw: Any) -> Filter:
+        return Filter(space=space, **kw)

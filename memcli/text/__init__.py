@@ -1,0 +1,1 @@
+"""Pure text functions: chunking and time expressions. No I/O, no model."""

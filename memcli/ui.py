@@ -1,0 +1,126 @@
+"""All terminal output: Rich tables on a terminal, plain lines when piped, one JSON envelope.
+
+JSON envelope (stable, documented in the README), on stdout:
+
+    {"schema": "memcli/1", "command": "recall", "ok": true, "data": {...}}
+    {"schema": "memcli/1", "command": "recall", "ok": false,
+     "error": {"code": 3, "name": "NOT_FOUND", "message": "...", "hint": "..."}}
+
+Memory text is the user's data and may hold anything, including escape sequences that would rewrite
+the terminal: every piece of it goes through ``clean`` and is rendered as literal text, never markup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from memcli.errors import ExitCode, MemcliFailure
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+SCHEMA = "memcli/1"
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_color = "auto"
+
+
+def set_color(mode: str) -> None:
+    global _color
+    _color = mode
+
+
+def clean(s: str) -> str:
+    """Make user text safe for a terminal: control characters (ESC included) become visible."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", s)
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    kw: dict[str, Any] = {"stderr": stderr, "highlight": False, "soft_wrap": True}
+    if _color == "always" and "NO_COLOR" not in os.environ:
+        kw["force_terminal"] = True
+    elif _color == "never":
+        kw["no_color"] = True
+    return Console(**kw)
+
+
+def is_terminal() -> bool:
+    return _console().is_terminal
+
+
+def emit_json(command: str, data: Any) -> None:
+    envelope = {"schema": SCHEMA, "command": command, "ok": True, "data": data}
+    sys.stdout.write(json.dumps(envelope, ensure_ascii=False, indent=None) + "\n")
+
+
+def error(e: MemcliFailure, *, as_json: bool, command: str) -> None:
+    if as_json:
+        body = {"code": int(e.code), "name": ExitCode(e.code).name, "message": e.message, "hint": e.hint}
+        sys.stdout.write(json.dumps({"schema": SCHEMA, "command": command, "ok": False, "error": body}) + "\n")
+        return
+    con = _console(stderr=True)
+    from rich.text import Text
+
+    con.print(Text("memcli: ", style="bold red") + Text(clean(e.message)))
+    if e.hint:
+        con.print(Text("  hint: ", style="yellow") + Text(clean(e.hint)))
+
+
+def notice(message: str) -> None:
+    from rich.text import Text
+
+    _console(stderr=True).print(Text("memcli: ", style="cyan") + Text(clean(message)))
+
+
+def line(message: str = "") -> None:
+    from rich.text import Text
+
+    _console().print(Text(clean(message)))
+
+
+def _short(text: str, width: int = 100) -> str:
+    one = " ".join(text.split())
+    return one if len(one) <= width else one[: width - 1] + "…"
+
+
+def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None) -> None:
+    """A Rich table on a terminal; tab-separated lines (with a header) when piped."""
+    rows = [[clean("" if v is None else str(v)) for v in r] for r in rows]
+    con = _console()
+    if not con.is_terminal:
+        sys.stdout.write("\t".join(columns) + "\n")
+        for r in rows:
+            sys.stdout.write("\t".join(v.replace("\t", " ").replace("\n", " ") for v in r) + "\n")
+        return
+    from rich.table import Table
+
+    t = Table(title=title, show_lines=False, header_style="bold")
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(*r)
+    con.print(t)
+
+
+def short(text: str, width: int = 100) -> str:
+    return _short(text, width)
+
+
+def kv(pairs: Sequence[tuple[str, Any]]) -> None:
+    """Key/value listing (``memcli show``, ``stats``)."""
+    con = _console()
+    width = max((len(k) for k, _ in pairs), default=0)
+    from rich.text import Text
+
+    for k, v in pairs:
+        value = clean("" if v is None else str(v))
+        if con.is_terminal:
+            con.print(Text(f"{k:<{width}}  ", style="bold") + Text(value))
+        else:
+            sys.stdout.write(f"{k}\t{value}\n")
