@@ -195,7 +195,10 @@ def load(
                 hint=f"Known sections: {', '.join(defaults)}.",
             )
         if not isinstance(keys, dict):
-            raise config_error(f"{config_file}: [{section}] must be a table of settings, got {keys!r}")
+            raise config_error(
+                f"{config_file}: [{section}] must be a table of settings, got {keys!r}",
+                hint=f"Write it as a section: [{section}] on its own line, then key = value lines.",
+            )
         for key, v in keys.items():
             if key not in defaults[section]:
                 raise config_error(

@@ -13,7 +13,7 @@ from typing import Any
 
 from memcli import config
 from memcli.backends.base import Embedder, VectorIndex
-from memcli.errors import model_error
+from memcli.errors import model_error, store_error
 from memcli.paths import Paths, ensure_private_dir
 from memcli.store import MemoryStore, check_space
 
@@ -41,7 +41,13 @@ class Context:
 
     @cached_property
     def store(self) -> MemoryStore:
-        ensure_private_dir(self.paths.data_dir)
+        try:
+            ensure_private_dir(self.paths.data_dir)
+        except OSError as e:
+            raise store_error(
+                f"cannot use the data directory {self.paths.data_dir}: {e.strerror or e}",
+                hint="It must be a directory you can write to; set MEMCLI_HOME to use another place.",
+            )
 
         def make_index() -> VectorIndex:
             if self._index_factory is not None:

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     import click
 
     from memcli import ui
-    from memcli.cli.common import flush_notices
+    from memcli.cli import common
     from memcli.errors import ExitCode, MemcliFailure
 
     argv = sys.argv[1:] if argv is None else argv
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         code = int(ExitCode.INTERNAL)
     finally:
-        flush_notices()
+        common.close()
     return code
 
 

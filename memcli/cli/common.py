@@ -32,13 +32,15 @@ def api(space: str | None = None) -> Memcli:
     return _opened[0]
 
 
-def flush_notices() -> None:
+def close() -> None:
+    """Print what the user should hear about, and close the store (one CLI invocation is over)."""
     from memcli import ui
 
     for m in _opened:
         for n in m.notices:
             ui.notice(n)
-        m.notices.clear()
+        m.close()
+    _opened.clear()
 
 
 def when(value: str | None) -> datetime | None:

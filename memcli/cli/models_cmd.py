@@ -56,7 +56,10 @@ def list_(json_: JsonOpt = False) -> None:
     )
     ui.table(
         ["recommended (memcli models pull NAME)", "kind", "size", "installed"],
-        [(r["name"], r["kind"], f"{float(r['size_bytes'] or 0) / 1e6:.0f} MB", "yes" if r["installed"] else "") for r in recommended],
+        [
+            (r["name"], r["kind"], f"{float(r['size_bytes'] or 0) / 1e6:.0f} MB", "yes" if r["installed"] else "")
+            for r in recommended
+        ],
     )
 
 

@@ -12,7 +12,6 @@ its ``__init__``, which expects torch.
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -92,7 +91,9 @@ def ensure_bundled_minilm(models_dir: Path) -> tuple[Path, bool]:
             hint=f"{_INSTALL_HINT}, or configure another embedding model",
         )
     verify_checksums(source)
-    ensure_private_dir(models_dir)
-    converted = convert_bert(source, dest, name=BUNDLED_MODEL_NAME)
-    os.chmod(converted.path, 0o600)
+    try:
+        ensure_private_dir(models_dir)
+    except OSError as exc:
+        raise model_error(f"cannot create {models_dir}: {exc}", hint="check the permissions of its parent folder") from exc
+    converted = convert_bert(source, dest, name=BUNDLED_MODEL_NAME)  # written 0600, atomically
     return converted.path, True

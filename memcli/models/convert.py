@@ -47,6 +47,8 @@ _SPECIAL_DEFAULTS = {
     "unk_token": "[UNK]",
     "mask_token": "[MASK]",
 }
+# llama.cpp's pooling_type values (gguf.PoolingType).
+_POOLING_NAMES = {0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}
 _SKIPPED_TENSORS = ("embeddings.position_ids", "pooler.", "cls.")
 # Read by row lookup or added whole; llama.cpp's converter keeps them F32 too.
 _F32_MATRICES = frozenset({"position_embd.weight", "token_types.weight"})
@@ -58,7 +60,8 @@ class ConvertedModel:
 
     ``train_max_tokens`` is the longest input the model was trained on (sentence-transformers'
     ``max_seq_length``); chunk text to it rather than relying on truncation at ``context_length``.
-    ``sha256`` is the hex digest of the GGUF file. ``pooling`` is ``"mean"`` or ``"cls"``.
+    ``sha256`` is the hex digest of the GGUF file. ``pooling`` is ``"mean"`` or ``"cls"`` for
+    what :func:`convert_bert` writes (:func:`read_gguf_info` may report others).
     """
 
     path: Path
@@ -181,7 +184,7 @@ def read_gguf_info(path: Path) -> ConvertedModel:
     context_length = int(field(f"{_ARCH}.context_length"))
     train_max = field(TRAIN_MAX_TOKENS_KEY)
     pooling_value = field(f"{_ARCH}.pooling_type")
-    pooling = {1: "mean", 2: "cls"}.get(int(pooling_value), "other") if pooling_value is not None else "none"
+    pooling = _POOLING_NAMES.get(int(pooling_value), "unknown") if pooling_value is not None else "none"
     name = field("general.name")
     return ConvertedModel(
         path=path,
@@ -530,7 +533,10 @@ def _write_atomically(dest: Path, write: Callable[[Path], None]) -> str:
 
     Returns the sha256 of what was written.
     """
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+    except OSError as exc:
+        raise model_error(f"cannot write in {dest.parent}: {exc}", hint="check its permissions and free space") from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:

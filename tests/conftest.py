@@ -1,0 +1,77 @@
+"""Shared fixtures: every test gets its own MEMCLI_HOME; the real MiniLM is converted once per machine.
+
+The embedder is the real converted all-MiniLM-L6-v2 run by llama.cpp, and the store is a real
+SQLite catalog plus a real embedded Chroma in a temp dir. Nothing here is mocked.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memcli.api import Memcli
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def minilm_path(request: pytest.FixtureRequest) -> Path:
+    """The bundled MiniLM converted to GGUF, cached across test runs in pytest's cache dir."""
+    from memcli.models.bundled import ensure_bundled_minilm
+
+    cache = Path(request.config.cache.mkdir("memcli-models"))
+    path, _ = ensure_bundled_minilm(cache)
+    return path
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, minilm_path: Path) -> Path:
+    h = tmp_path / "home"
+    monkeypatch.setenv("MEMCLI_HOME", str(h))
+    monkeypatch.setenv("MEMCLI_EMBEDDING_MODEL", str(minilm_path))
+    for var in [
+        k for k in __import__("os").environ if k.startswith("MEMCLI_") and k not in ("MEMCLI_HOME", "MEMCLI_EMBEDDING_MODEL")
+    ]:
+        monkeypatch.delenv(var)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    return h
+
+
+@pytest.fixture
+def mem(home: Path) -> Iterator[Memcli]:
+    m = Memcli()
+    yield m
+    m.close()
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def cli(home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """Run the real CLI entry point in-process (stdout piped, so plain-text output)."""
+    from memcli.cli.app import main
+
+    def run(*args: str, stdin: str | None = None) -> Result:
+        capsys.readouterr()
+        if stdin is not None:
+            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
