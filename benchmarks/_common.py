@@ -89,14 +89,14 @@ def machine_line() -> str:
                 break
     except OSError:
         pass
-    vers = []
-    for mod in ("llama_cpp", "chromadb"):
-        try:
-            from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-            vers.append(f"{mod} {version(mod.replace('_', '-') if mod == 'llama_cpp' else mod)}")
-        except Exception:
-            vers.append(f"{mod} ?")
+    vers = []
+    for dist in ("llama-cpp-python", "chromadb"):
+        try:
+            vers.append(f"{dist} {version(dist)}")
+        except PackageNotFoundError:
+            vers.append(f"{dist} ?")
     return (
         f"{datetime.now():%Y-%m-%d %H:%M} · nproc {os.cpu_count()} · {cpu} · Python {platform.python_version()} · "
         + " · ".join(vers)

@@ -47,7 +47,7 @@ def words(s: str) -> int:
 
 
 def test_split_text_respects_budget_and_keeps_everything() -> None:
-    paras = ["Sentence number %d is here. Another one follows it." % i for i in range(60)]
+    paras = [f"Sentence number {i} is here. Another one follows it." for i in range(60)]
     text = "\n\n".join(paras)
     chunks = split_text(text, 40, words)
     assert len(chunks) > 1

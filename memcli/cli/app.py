@@ -61,8 +61,6 @@ def _command_name(argv: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every expected failure becomes a message, a hint and a documented exit code."""
-    import click
-
     from memcli import ui
     from memcli.cli import common
     from memcli.errors import ExitCode, MemcliFailure
@@ -78,14 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     except MemcliFailure as e:
         ui.error(e, as_json=as_json, command=command)
         code = int(e.code)
-    except click.exceptions.Exit as e:
-        code = e.exit_code
-    except click.exceptions.Abort:
+    except typer.Exit as e:
+        code = int(getattr(e, "exit_code", 0))
+    except typer.Abort:
         ui.error(MemcliFailure("interrupted", code=ExitCode.INTERRUPTED), as_json=as_json, command=command)
         code = int(ExitCode.INTERRUPTED)
-    except click.ClickException as e:
-        e.show()
-        code = e.exit_code
+    except typer.TyperException as e:  # usage errors (Typer's bundled Click): its own message, exit 2
+        show = getattr(e, "show", None)
+        if show is not None:
+            show()
+        code = int(getattr(e, "exit_code", ExitCode.USAGE))
     except KeyboardInterrupt:
         ui.error(
             MemcliFailure("interrupted; everything committed before Ctrl-C is kept", code=ExitCode.INTERRUPTED),

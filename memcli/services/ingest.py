@@ -164,7 +164,7 @@ def ingest(
             outcomes.append(_ingest_file(ctx, space, path, dry_run))
     except KeyboardInterrupt:
         interrupted = True  # every file already applied is complete; the rest is untouched
-    if progress:
+    if progress and not interrupted:
         progress(len(outcomes), len(files), "")
     return IngestReport(tuple(outcomes), dry_run, interrupted)
 

@@ -1,0 +1,116 @@
+"""Ingesting notes: structure, metadata, idempotence, incremental updates, bad files, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+from memcli.api import Memcli
+from memcli.errors import ExitCode
+
+REPO = Path(__file__).resolve().parent.parent
+NOTES = REPO / "examples" / "notes"
+
+
+def write(p: Path, text: str | bytes) -> Path:
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        p.write_bytes(text)
+    else:
+        p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_example_notes_answer_the_demo_questions(mem: Memcli) -> None:
+    """The README demo's questions: the intended file is the top hit (the date one uses a window)."""
+    report = mem.ingest([NOTES], space="demo")
+    assert report.count("added") == len(list(NOTES.rglob("*.md"))) and report.count("skipped") == 0
+    for line in (REPO / "examples" / "demo_queries.txt").read_text().splitlines():
+        query, _ = line.split("\t")
+        kwargs = {}
+        if "24th of October" in query:
+            kwargs = {"since": datetime(2026, 10, 24).astimezone(), "until": datetime(2026, 10, 25).astimezone()}
+        hits = mem.recall(query, space="demo", k=3, **kwargs).hits  # type: ignore[arg-type]
+        expected = {
+            "dog": "2026-10-14.md",
+            "kilometres": "2026-10-11.md",
+            "Fennel": "2026-10-03.md",
+            "24th": "2026-10-24.md",
+            "delivery": "2026-10-15.md",
+        }
+        want = next(v for k, v in expected.items() if k in query)
+        assert hits[0].memory.source.endswith(want), (query, [h.memory.source for h in hits])
+
+
+def test_reingest_is_idempotent_and_incremental(mem: Memcli, tmp_path: Path) -> None:
+    root = tmp_path / "notes"
+    a = write(
+        root / "journal" / "2024-03-01.md", "# Morning\nWent swimming at the lido.\n\n# Evening\nRead a novel about whales.\n"
+    )
+    write(root / "ideas.txt", "Build a bird feeder.\n\nLearn the cello.")
+    first = mem.ingest([root])
+    assert (first.count("added"), first.chunks_added) == (2, 3)  # the two short ideas pack into one chunk
+    swim = mem.recall("swimming", k=1).hits[0].memory
+    assert swim.event_at is not None and swim.event_at.astimezone().date().isoformat() == "2024-03-01"
+    assert "Morning" in swim.keys and "March 2024" in swim.keys
+
+    again = mem.ingest([root])
+    assert again.count("unchanged") == 2 and again.chunks_added == 0
+    assert mem.list().total == 3
+
+    a.write_text("# Morning\nWent swimming at the lido.\n\n# Evening\nWatched a film about owls.\n")
+    third = mem.ingest([root])
+    changed = next(f for f in third.files if f.path.endswith("2024-03-01.md"))
+    assert (changed.status, changed.added, changed.removed, changed.kept) == ("updated", 1, 1, 1)
+    assert mem.show(swim.id).id == swim.id  # the unchanged chunk kept its id (and its recall count)
+    texts = [m.text for m in mem.list(limit=50).memories]
+    assert "Watched a film about owls." in texts and not any("whales" in t for t in texts)
+    assert mem.ctx.store.index.count("default") == 3
+
+
+def test_bad_files_are_skipped_with_reasons(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "notes"
+    write(root / "good.md", "A perfectly fine note about tomatoes.")
+    write(root / "empty.md", "   \n")
+    write(root / "binary.txt", b"\x89PNG\x00\x00\x01binary")
+    write(root / "latin1.txt", "caf\xe9 cr\xe8me".encode("latin-1"))
+    write(root / ".hidden.md", "should not be read")
+    write(root / "photo.jpg", b"\xff\xd8\xff")
+    os.symlink(root, root / "loop")
+    r = cli("ingest", str(root), "--json")
+    assert r.code == ExitCode.PARTIAL
+    data = r.json()["data"]
+    reasons = {Path(f["path"]).name: f["reason"] for f in data["files"] if f["status"] == "skipped"}
+    assert reasons == {"empty.md": "empty", "binary.txt": "binary file", "latin1.txt": "not UTF-8 text"}
+    assert data["counts"]["added"] == 1
+    assert cli("list", "--json").json()["data"]["total"] == 1
+
+
+def test_dry_run_writes_nothing(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    write(tmp_path / "n" / "a.md", "Something to remember about kites.")
+    r = cli("ingest", str(tmp_path / "n"), "--dry-run", "--json")
+    assert r.code == 0 and r.json()["data"]["counts"]["added"] == 1
+    assert cli("list", "--json").json()["data"]["total"] == 0
+
+
+def test_ctrl_c_mid_ingest_keeps_whole_files_only(mem: Memcli, tmp_path: Path) -> None:
+    root = tmp_path / "many"
+    for i in range(6):
+        write(
+            root / f"note{i}.md", f"# Note {i}\n" + "\n\n".join(f"Paragraph {j} of note {i} about gardening." for j in range(3))
+        )
+    calls = []
+
+    def progress(done: int, total: int, path: str) -> None:
+        calls.append(done)
+        if done == 3 and calls.count(3) == 1:
+            raise KeyboardInterrupt
+
+    report = mem.ingest([root], progress=progress)
+    assert report.interrupted and len(report.files) == 3
+    assert mem.list(limit=100).total == 3  # three whole files, one chunk each
+    rest = mem.ingest([root])
+    assert rest.count("unchanged") == 3 and rest.count("added") == 3
+    assert mem.list(limit=100).total == 6
+    assert mem.ctx.store.index.count("default") == 6
