@@ -1,0 +1,207 @@
+"""Write throughput: memcli add / ingest next to raw llama-cpp-python embedding of the same texts.
+
+For short (~10-word) and ~100-word texts, in rounds (each round new texts, every method on the same
+texts, methods interleaved so load elsewhere hits them alike):
+
+- raw: ``llm.embed(text)``, one text per call, on the very Llama object memcli uses (same threads);
+- ``Memcli.add(text)`` one text per call (what `memcli add` does per invocation, minus process start);
+- ``Memcli.ingest(dir)`` with one .txt file per text;
+- ``Memcli.ingest(file)`` with one Markdown file holding one section per text (one batched write).
+
+Then it shows where ``add`` spends its time, and raw embedding with 1 vs 2 threads, idle and next to
+one busy process (embedding threads = cores is fragile when anything else runs).
+
+    .venv/bin/python benchmarks/bench_ingest.py            # 3 rounds of 300 short + 80 long texts
+    .venv/bin/python benchmarks/bench_ingest.py --quick    # 2 rounds of 100 short + 25 long texts
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as c  # noqa: E402
+
+GOAL = 0.90  # memcli ÷ raw throughput
+METHODS = ("raw llm.embed", "Memcli.add", "ingest: 1 file per text", "ingest: 1 file, 1 section per text")
+ADD_PIECES = ("embed", "count_tokens", "by_hash (dedupe)", "SQLite writes", "Chroma upsert", "by_ids (read back)")
+
+
+def texts_for(kind: str, n: int, seed: int) -> list[str]:
+    gen = c.TextGen(seed)
+    words = 10 if kind == "short" else 100
+    return [gen.text(words) for _ in range(n)]
+
+
+def run_length(kind: str, n: int, rounds: int, model: Path, work: Path) -> tuple[list[str], list[str]]:
+    homes = {meth: work / f"{kind}-{i}" for i, meth in enumerate(METHODS[1:])}
+    stores = {meth: c.open_store(home, model) for meth, home in homes.items()}
+    m_add = stores["Memcli.add"]
+    llm = m_add.ctx.embedder.llm  # the one Llama object every store here shares (memcli caches it)
+    for m in stores.values():
+        m.add("warm-up text so the store, the index and the model are open")
+    llm.embed("warm up")
+
+    probe = c.Probe()
+    store = m_add.ctx.store
+    emb = m_add.ctx.embedder
+    probe.wrap(emb, "embed_documents", "embed")
+    probe.wrap(emb, "count_tokens", "count_tokens")
+    probe.wrap(store.catalog, "by_hash", "by_hash (dedupe)")
+    probe.wrap(store, "apply", "apply")
+    probe.wrap(store.index, "upsert", "Chroma upsert")
+    probe.wrap(store.catalog, "by_ids", "by_ids (read back)")
+
+    rates: dict[str, list[float]] = {meth: [] for meth in METHODS}
+    add_time = 0.0
+    for r in range(rounds):
+        texts = texts_for(kind, n, seed=c.SEED + 100 * r + (0 if kind == "short" else 1))
+        per_file = work / f"{kind}-files-{r}"
+        per_file.mkdir()
+        for i, t in enumerate(texts):
+            (per_file / f"note-{i:05d}.txt").write_text(t + "\n")
+        one_file = work / f"{kind}-onefile-{r}.md"
+        one_file.write_text("".join(f"## section {i}\n\n{t}\n\n" for i, t in enumerate(texts)))
+
+        def raw(texts: list[str] = texts) -> None:
+            for t in texts:
+                llm.embed(t)
+
+        def add(texts: list[str] = texts) -> None:
+            for t in texts:
+                m_add.add(t)
+
+        jobs: dict[str, Callable[[], Any]] = {
+            METHODS[0]: raw,
+            METHODS[1]: add,
+            METHODS[2]: lambda p=per_file: stores[METHODS[2]].ingest([p]),
+            METHODS[3]: lambda p=one_file: stores[METHODS[3]].ingest([p]),
+        }
+        for meth, job in jobs.items():
+            dt = c.timed(job)
+            rates[meth].append(n / dt)
+            if meth == "Memcli.add":
+                add_time += dt
+    probe.remove()
+    for meth in METHODS[1:]:
+        count = stores[meth].stats().kinds.get("note", 0)
+        assert count == 1 + n * rounds, f"{meth}: expected {1 + n * rounds} memories, found {count}"
+        stores[meth].close()
+
+    base = c.median(rates[METHODS[0]])
+    rows = []
+    for meth in METHODS:
+        rs = rates[meth]
+        per_round = [x / b for x, b in zip(rs, rates[METHODS[0]])]
+        ok = c.median(per_round) >= GOAL
+        rows.append(
+            [
+                meth,
+                f"{c.median(rs):.1f}",
+                " ".join(f"{x:.1f}" for x in rs),
+                f"{c.median(rs) / base:.2f}",
+                "" if meth == METHODS[0] else f"≥ {GOAL:.2f}: {'met' if ok else 'MISSED'}",
+            ]
+        )
+    words = "~10-word" if kind == "short" else "~100-word"
+    out = [f"\n### {words} texts ({n} per round × {rounds} rounds)\n"]
+    out.append(c.table(["method", "median texts/s", "per round", "÷ raw", "goal"], rows))
+    total_n = n * rounds
+    per = {k: v / total_n for k, v in probe.totals.items()}
+    sqlite = per.get("apply", 0.0) - per.get("Chroma upsert", 0.0)
+    pieces = {**per, "SQLite writes": sqlite}
+    mean = add_time / total_n
+    rest = mean - sum(pieces.get(k, 0.0) for k in ADD_PIECES)
+    out.append(f"\nWhere Memcli.add spends its time (mean ms per text, {words}):\n")
+    out.append(
+        c.table(
+            ["total", *ADD_PIECES, "rest"],
+            [[c.ms(mean), *(c.ms(pieces.get(k, 0.0)) for k in ADD_PIECES), c.ms(rest)]],
+        )
+    )
+    return out, [f"{kind}: raw {base:.1f}/s"]
+
+
+def threads_under_contention(model: Path, n_short: int, n_long: int) -> list[str]:
+    from llama_cpp import Llama
+
+    short = texts_for("short", n_short, c.SEED + 7)
+    long = texts_for("long", n_long, c.SEED + 8)
+    llms = {
+        th: Llama(
+            model_path=str(model),
+            embedding=True,
+            n_ctx=512,
+            n_batch=512,
+            n_ubatch=512,
+            n_threads=th,
+            n_threads_batch=th,
+            verbose=False,
+        )
+        for th in (1, 2)
+    }
+    rows = []
+    for busy in (False, True):
+        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+        try:
+            for th, llm in llms.items():
+                llm.embed("warm up")
+                ts = [c.timed(lambda t=t, llm=llm: llm.embed(t)) for t in short]
+                tl = [c.timed(lambda t=t, llm=llm: llm.embed(t)) for t in long]
+                rows.append(
+                    [
+                        "1 busy process" if busy else "no extra load",
+                        th,
+                        f"{len(ts) / sum(ts):.1f}",
+                        f"{c.ms(c.pct(ts, 50))} / {c.ms(c.pct(ts, 95))}",
+                        f"{len(tl) / sum(tl):.1f}",
+                        f"{c.ms(c.pct(tl, 50))} / {c.ms(c.pct(tl, 95))}",
+                    ]
+                )
+        finally:
+            if hog is not None:
+                hog.kill()
+                hog.wait()
+    out = [f"\n### raw llm.embed, 1 vs 2 threads, with and without one competing busy process ({os.cpu_count()} cores)\n"]
+    out.append(
+        c.table(
+            ["load", "threads", "short texts/s", "short p50 / p95 ms", "100-word texts/s", "100-word p50 / p95 ms"], rows
+        )
+    )
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="2 rounds of 100 short + 25 long texts")
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--short", type=int, default=None, help="short texts per round (default 300)")
+    ap.add_argument("--long", type=int, default=None, help="~100-word texts per round (default 80)")
+    ap.add_argument("--no-contention", action="store_true", help="skip the 1-vs-2-threads contention table")
+    args = ap.parse_args()
+    rounds = args.rounds or (2 if args.quick else 3)
+    n_short = args.short or (100 if args.quick else 300)
+    n_long = args.long or (25 if args.quick else 80)
+    model = c.model_file()
+    print("## bench_ingest\n")
+    print(c.machine_line() + "\n")
+    print(
+        f"Texts: Zipf-sampled vocabulary words. Reference numbers measured before on this machine: raw 142 short "
+        f"texts/s, 22.5 ~100-word texts/s. {c.load_note()}."
+    )
+    with c.scratch() as work:
+        for kind, n in (("short", n_short), ("long", n_long)):
+            out, _ = run_length(kind, n, rounds, model, work)
+            print("\n".join(out), flush=True)
+    if not args.no_contention:
+        print("\n".join(threads_under_contention(model, 100 if args.quick else 200, 15 if args.quick else 40)))
+
+
+if __name__ == "__main__":
+    main()
