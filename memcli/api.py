@@ -77,10 +77,26 @@ class Memcli:
         until: datetime | None = None,
         now: datetime | None = None,
         space: str | None = None,
+        context: int = 0,
+        time_aware: bool = True,
         touch: bool = True,
     ) -> RecallResult:
+        """Hybrid recall. ``now`` is the reference time for relative expressions and recency;
+        ``context`` adds that many neighbours (same document/conversation) to each hit;
+        ``time_aware`` reads time expressions in the query; ``touch`` counts the recall."""
         return _recall.recall(
-            self.ctx, query, k=k, kinds=kinds, tags=tags, since=since, until=until, now=now, space=space, touch=touch
+            self.ctx,
+            query,
+            k=k,
+            kinds=kinds,
+            tags=tags,
+            since=since,
+            until=until,
+            now=now,
+            space=space,
+            context=context,
+            time_aware=time_aware,
+            touch=touch,
         )
 
     def show(self, ref: str) -> Memory:
@@ -125,10 +141,30 @@ class Memcli:
         paths: Sequence[str | Path],
         *,
         space: str | None = None,
+        fmt: str = "auto",
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        stdin: bytes | None = None,
+        stdin_name: str | None = None,
+        prune_missing: bool = False,
         dry_run: bool = False,
-        progress: Callable[[int, int, str], None] | None = None,
+        progress: Callable[[int, int, int], None] | None = None,
     ) -> _ingest.IngestReport:
-        return _ingest.ingest(self.ctx, [Path(p) for p in paths], space=space, dry_run=dry_run, progress=progress)
+        """Ingest files/directories (Markdown, text, JSONL) and optionally ``stdin`` bytes.
+        ``progress(files_done, files_total, chunks_added)`` is called between files."""
+        return _ingest.ingest(
+            self.ctx,
+            [Path(p) for p in paths],
+            space=space,
+            fmt=fmt,
+            include=include,
+            exclude=exclude,
+            stdin=stdin,
+            stdin_name=stdin_name,
+            prune_missing=prune_missing,
+            dry_run=dry_run,
+            progress=progress,
+        )
 
     def reindex(self, progress: Callable[[int, int], None] | None = None) -> _reindex.ReindexResult:
         return _reindex.reindex(self.ctx, progress)

@@ -42,8 +42,16 @@ class RecallSettings:
     rrf_k: int
     dense_weight: float
     keyword_weight: float
+    min_similarity: float
     recency_weight: float
     recency_half_life_days: float
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    max_file_mb: int
+    neighbour_keys: int
+    exclude: list[str]
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,7 @@ SECTIONS: dict[str, type[Any]] = {
     "store": StoreSettings,
     "embedding": EmbeddingSettings,
     "recall": RecallSettings,
+    "ingest": IngestSettings,
     "output": OutputSettings,
 }
 
@@ -66,6 +75,7 @@ class Settings:
     store: StoreSettings
     embedding: EmbeddingSettings
     recall: RecallSettings
+    ingest: IngestSettings
     output: OutputSettings
     # (section, key) -> where the effective value came from, for `memcli config show`.
     sources: dict[tuple[str, str], str]

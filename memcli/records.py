@@ -77,10 +77,12 @@ class Hit:
     keyword_rank: int | None
     keyword_score: float | None  # BM25 (higher is better)
     recency: float  # 0..1, 1 = now
+    context: tuple[Memory, ...] = ()  # neighbours in the same document/conversation (--context N), in order
 
     def to_json(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if k != "memory"}
+        d = {k: v for k, v in asdict(self).items() if k not in ("memory", "context")}
         d["memory"] = self.memory.to_json()
+        d["context"] = [m.to_json() for m in self.context]
         return d
 
 
@@ -90,12 +92,20 @@ class RecallResult:
     space: str
     hits: tuple[Hit, ...]
     filters: dict[str, Any] = field(default_factory=dict)
+    # Abstention: nothing found is clearly relevant (best dense similarity below the calibrated
+    # threshold, and no keyword hit). The hits are still there for whoever wants to look.
+    abstained: bool = False
+    confidence: float = 0.0  # best dense similarity among the candidates
+    time_window: str = ""  # the window or preference read from the query, in words ("" if none)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "query": self.query,
             "space": self.space,
             "filters": self.filters,
+            "abstained": self.abstained,
+            "confidence": self.confidence,
+            "time_window": self.time_window,
             "hits": [h.to_json() for h in self.hits],
         }
 

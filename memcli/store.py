@@ -77,6 +77,13 @@ class NewMemory:
     importance: float = 0.5
     keys: str = ""
     recorded_at: float | None = None  # default: now
+    space: str | None = None  # default: the space the batch is written to
+
+
+def embed_input(text: str, keys: str) -> str:
+    """What the dense vector of a memory is computed from: its text, then its extra keys (heading path,
+    date in words, speaker, neighbouring turns...). Keys come last so truncation cuts them first."""
+    return f"{text}\n{keys}" if keys else text
 
 
 class MemoryStore:
@@ -182,10 +189,11 @@ class MemoryStore:
         model_id: str,
         *,
         delete: Sequence[Memory] = (),
-        source: tuple[str, str] | None = None,
+        source: tuple[str, str | None] | None = None,
     ) -> list[str]:
         """One atomic change: add ``items``, delete ``delete`` outright (superseded chunks of a file),
-        and record ``source`` = (name, content hash) as applied. Returns the new ids."""
+        and record ``source`` = (name, content hash) as applied (hash None: the source is gone).
+        Returns the new ids."""
         if not items and not delete and source is None:
             return []
         now = time.time()
@@ -193,7 +201,7 @@ class MemoryStore:
         rows = [
             (
                 mid,
-                space,
+                m.space or space,
                 m.text,
                 m.kind.value,
                 m.source,
@@ -228,17 +236,31 @@ class MemoryStore:
                 self.catalog.audit(
                     db,
                     now,
-                    [(mid, "add", {"space": space, "kind": m.kind.value, "source": m.source}) for mid, (m, _) in zip(ids, items)],
+                    [
+                        (mid, "add", {"space": m.space or space, "kind": m.kind.value, "source": m.source})
+                        for mid, (m, _) in zip(ids, items)
+                    ],
                 )
-                if source is not None:
+                if source is not None and source[1] is None:
+                    db.execute("DELETE FROM sources WHERE space = ? AND source = ?", (space, source[0]))
+                elif source is not None:
                     db.execute(
                         "INSERT INTO sources(space, source, hash, applied_at) VALUES(?, ?, ?, ?) "
                         "ON CONFLICT(space, source) DO UPDATE SET hash = excluded.hash, applied_at = excluded.applied_at",
                         (space, source[0], source[1], now),
                     )
-            metas = [VectorMeta(m.kind.value, m.event_at if m.event_at is not None else (m.recorded_at or now)) for m, _ in items]
             try:
-                self.index.upsert(space, ids, [v for _, v in items], metas)
+                for sp in dict.fromkeys(m.space or space for m, _ in items):
+                    part = [(mid, m, v) for mid, (m, v) in zip(ids, items) if (m.space or space) == sp]
+                    self.index.upsert(
+                        sp,
+                        [mid for mid, _, _ in part],
+                        [v for _, _, v in part],
+                        [
+                            VectorMeta(m.kind.value, m.event_at if m.event_at is not None else (m.recorded_at or now))
+                            for _, m, _ in part
+                        ],
+                    )
             except BaseException:
                 if not gone and source is None:
                     self._undo_add(ids)  # nothing else changed: take the rows back out

@@ -22,12 +22,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def minilm_path(request: pytest.FixtureRequest) -> Path:
-    """The bundled MiniLM converted to GGUF, cached across test runs in pytest's cache dir."""
+def minilm_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled MiniLM converted to GGUF once per test session (it takes well under a second)."""
     from memcli.models.bundled import ensure_bundled_minilm
 
-    cache = Path(request.config.cache.mkdir("memcli-models"))
-    path, _ = ensure_bundled_minilm(cache)
+    path, _ = ensure_bundled_minilm(tmp_path_factory.mktemp("models"))
     return path
 
 
@@ -66,10 +65,12 @@ def cli(home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monk
     """Run the real CLI entry point in-process (stdout piped, so plain-text output)."""
     from memcli.cli.app import main
 
-    def run(*args: str, stdin: str | None = None) -> Result:
+    def run(*args: str, stdin: str | None = None, stdin_bytes: bytes | None = None) -> Result:
         capsys.readouterr()
         if stdin is not None:
-            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+            stdin_bytes = stdin.encode()
+        if stdin_bytes is not None:
+            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin_bytes), encoding="utf-8"))
         code = main(list(args))
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)

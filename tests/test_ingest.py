@@ -114,3 +114,68 @@ def test_ctrl_c_mid_ingest_keeps_whole_files_only(mem: Memcli, tmp_path: Path) -
     assert rest.count("unchanged") == 3 and rest.count("added") == 3
     assert mem.list(limit=100).total == 6
     assert mem.ctx.store.index.count("default") == 6
+
+
+def test_jsonl_memory_and_conversation_forms(mem: Memcli, tmp_path: Path) -> None:
+    p = write(
+        tmp_path / "export.jsonl",
+        '{"text": "Liv\'s flight lands at 18:40", "time": "2026-12-20T18:40:00", "kind": "fact", "tags": ["family"]}\n'
+        '{"text": "Work laptop password hint: the blue notebook", "space": "work"}\n'
+        '{"session": "s1", "speaker": "Ana", "text": "I adopted a cat named Miso", "time": "2023-05-08T13:56:00"}\n'
+        '{"session": "s1", "speaker": "Ben", "text": "Congratulations!"}\n',
+    )
+    report = mem.ingest([p])
+    assert report.count("added") == 1 and report.chunks_added == 4
+    fact = mem.recall("when does Liv arrive", k=1).hits[0].memory
+    assert fact.kind.value == "fact" and fact.tags == ("family",) and fact.event_at is not None
+    assert mem.list(space="work").total == 1
+    cat = mem.recall("pet cat", k=1).hits[0].memory
+    assert cat.text == "Ana: I adopted a cat named Miso" and cat.kind.value == "episode"
+    assert cat.source.endswith("export.jsonl#s1") and cat.position == 0
+    assert "Congratulations" in cat.keys  # the neighbouring turn is part of its keys
+    assert mem.ingest([p]).count("unchanged") == 1
+
+
+def test_jsonl_bad_line_skips_the_whole_file(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    p = write(tmp_path / "bad.jsonl", '{"text": "fine"}\n{"text": \n')
+    r = cli("ingest", str(p), "--json")
+    assert r.code == ExitCode.PARTIAL
+    assert r.json()["data"]["files"][0]["reason"].startswith("line 2: not valid JSON")
+    assert cli("list", "--json").json()["data"]["total"] == 0
+
+
+def test_stdin_ingest_is_idempotent(cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("ingest", "-", "--json", stdin_bytes=b"# Shopping\nBuy lemons and basil.\n")
+    assert r.code == 0 and r.json()["data"]["chunks_added"] == 1
+    r = cli("ingest", "-", "--json", stdin_bytes=b"# Shopping\nBuy lemons and basil.\n")
+    assert r.json()["data"]["counts"]["unchanged"] == 1
+    r = cli("ingest", "-", "--name", "list", "--format", "text", "--json", stdin_bytes=b"eggs")
+    assert r.json()["data"]["chunks_added"] == 1
+
+
+def test_include_exclude_and_memcliignore(mem: Memcli, tmp_path: Path) -> None:
+    root = tmp_path / "n"
+    write(root / "keep.md", "keep this note")
+    write(root / "drafts" / "draft.md", "a draft")
+    write(root / "private" / "diary.md", "private diary")
+    write(root / "log.txt", "a log file")
+    write(root / ".memcliignore", "private/\n")
+    names = {Path(f.path).name for f in mem.ingest([root], exclude=["drafts/**"], dry_run=True).files}
+    assert names == {"keep.md", "log.txt"}
+    names = {Path(f.path).name for f in mem.ingest([root], include=["*.md"], dry_run=True).files}
+    assert names == {"keep.md", "draft.md"}
+
+
+def test_prune_missing_forgets_deleted_files(mem: Memcli, tmp_path: Path) -> None:
+    root = tmp_path / "n"
+    write(root / "a.md", "apples are red")
+    gone = write(root / "b.md", "bananas are yellow")
+    mem.ingest([root])
+    gone.unlink()
+    assert mem.ingest([root]).count("removed") == 0  # only with --prune-missing
+    report = mem.ingest([root], prune_missing=True)
+    assert report.count("removed") == 1
+    assert [m.text for m in mem.list().memories] == ["apples are red"]
+    assert mem.ctx.store.index.count("default") == 1
+    write(root / "b.md", "bananas are yellow")
+    assert mem.ingest([root]).count("added") == 1  # its source record went too: it comes back cleanly

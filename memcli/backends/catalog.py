@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS memories(
 );
 CREATE INDEX IF NOT EXISTS memories_space_time ON memories(space, state, recorded_at);
 CREATE INDEX IF NOT EXISTS memories_hash ON memories(space, content_hash);
-CREATE INDEX IF NOT EXISTS memories_source ON memories(space, source);
+CREATE INDEX IF NOT EXISTS memories_source ON memories(source, position);
 CREATE INDEX IF NOT EXISTS memories_pending ON memories(vec_state) WHERE vec_state IN ('pending_add', 'pending_remove');
 -- External-content FTS5: the text lives once, in memories; only active memories are indexed.
 CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts USING fts5(
@@ -334,9 +334,18 @@ class Catalog:
         r = self.db.execute("SELECT hash FROM sources WHERE space = ? AND source = ?", (space, source)).fetchone()
         return None if r is None else str(r[0])
 
-    def by_source(self, space: str, source: str) -> list[Memory]:
-        q = f"SELECT {COLUMNS} FROM memories WHERE space = ? AND source = ? ORDER BY position"
-        return [row_to_memory(r) for r in self.db.execute(q, (space, source))]
+    def by_source_prefix(self, name: str) -> list[Memory]:
+        """Memories whose source is ``name`` or ``name#PART`` (a session of a conversation file)."""
+        q = f"SELECT {COLUMNS} FROM memories WHERE source = ? OR (source > ? AND source < ?) ORDER BY source, position"
+        return [row_to_memory(r) for r in self.db.execute(q, (name, name + "#", name + "$"))]
+
+    def neighbours(self, source: str, position: int, n: int) -> list[Memory]:
+        """Active memories within ``n`` positions of ``position`` in the same source, in order."""
+        q = f"SELECT {COLUMNS} FROM memories WHERE source = ? AND position BETWEEN ? AND ? AND state = 'active' ORDER BY position"
+        return [row_to_memory(r) for r in self.db.execute(q, (source, position - n, position + n))]
+
+    def source_names(self, space: str) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT source FROM sources WHERE space = ? ORDER BY source", (space,))]
 
     def spaces(self) -> dict[str, int]:
         q = "SELECT space, count(*) FROM memories WHERE state = 'active' GROUP BY space ORDER BY space"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -11,30 +12,58 @@ from memcli.cli.common import JsonOpt, SpaceOpt, api
 
 
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files or directories of notes (.md, .txt).")],
+    paths: Annotated[list[Path], typer.Argument(help="Files or directories (.md, .txt, .jsonl); '-' reads stdin.")],
+    fmt: Annotated[str, typer.Option("--format", help="auto (by extension), markdown, text or jsonl.")] = "auto",
+    include: Annotated[Optional[list[str]], typer.Option("--include", help="Only files matching this glob (repeatable).")] = None,  # noqa: UP045
+    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip files matching this glob (repeatable).")] = None,  # noqa: UP045
+    name: Annotated[
+        str | None, typer.Option("--name", help="Stable source name for stdin (re-ingesting replaces it).")
+    ] = None,
+    prune_missing: Annotated[
+        bool, typer.Option("--prune-missing", help="Forget files ingested before that no longer exist.")
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")] = False,
     space: SpaceOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Turn notes into memories. Re-running only applies what changed."""
+    """Turn notes, journals and exports into memories. Re-running only applies what changed."""
     from memcli import ui
     from memcli.errors import ExitCode
 
+    stdin = sys.stdin.buffer.read() if any(str(p) == "-" for p in paths) else None
+    files = [p for p in paths if str(p) != "-"]
     mem = api(space)
+    kwargs = dict(
+        space=space,
+        fmt=fmt,
+        include=include or [],
+        exclude=exclude or [],
+        stdin=stdin,
+        stdin_name=name,
+        prune_missing=prune_missing,
+        dry_run=dry_run,
+    )
     if json_ or not ui.is_terminal():
-        report = mem.ingest(paths, space=space, dry_run=dry_run)
+        report = mem.ingest(files, **kwargs)  # type: ignore[arg-type]
     else:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         with Progress(
-            TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TextColumn("files"), TimeRemainingColumn(), transient=True
+            TextColumn("ingesting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("files · {task.fields[chunks]} chunks · {task.fields[rate]}"),
+            TimeElapsedColumn(),
+            transient=True,
         ) as bar:
-            task = bar.add_task("ingest", total=None)
+            task = bar.add_task("ingest", total=None, chunks=0, rate="")
 
-            def progress(done: int, total: int, _path: str) -> None:
-                bar.update(task, completed=done, total=total)
+            def progress(done: int, total: int, chunks: int) -> None:
+                elapsed = bar.tasks[0].elapsed or 0.0
+                rate = f"{chunks / elapsed:.0f} chunks/s" if elapsed > 0.5 else ""
+                bar.update(task, completed=done, total=total, chunks=chunks, rate=rate)
 
-            report = mem.ingest(paths, space=space, dry_run=dry_run, progress=progress)
+            report = mem.ingest(files, progress=progress, **kwargs)  # type: ignore[arg-type]
     if json_:
         ui.emit_json("ingest", report.to_json())
     else:
@@ -45,6 +74,7 @@ def ingest(
                 ("added", report.count("added"), sum(f.added for f in report.files if f.status == "added")),
                 ("updated", report.count("updated"), sum(f.added + f.removed for f in report.files if f.status == "updated")),
                 ("unchanged", report.count("unchanged"), sum(f.kept for f in report.files if f.status == "unchanged")),
+                ("removed", report.count("removed"), sum(f.removed for f in report.files if f.status == "removed")),
                 ("skipped", len(skipped), ""),
             ],
             title="dry run: nothing written" if dry_run else None,

@@ -10,27 +10,41 @@ from memcli.cli.common import JsonOpt, KindOpt, SinceOpt, SpaceOpt, TagOpt, Unti
 
 
 def recall(
-    query: Annotated[str, typer.Argument(help="What to look for, in your own words.")],
+    query: Annotated[str, typer.Argument(help="What to look for, in your own words ('last week', 'in March 2023' work too).")],
     k: Annotated[Optional[int], typer.Option("-k", min=1, max=1000, help="How many memories (default from config).")] = None,  # noqa: UP045
     kind: KindOpt = None,
     tag: TagOpt = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
-    now: Annotated[Optional[str], typer.Option("--now", help="Reference time for recency (default: now).")] = None,  # noqa: UP045
-    explain: Annotated[bool, typer.Option("--explain", help="Show each result's dense, keyword and recency evidence.")] = False,
+    now: Annotated[Optional[str], typer.Option("--now", help="Reference time for 'last week', recency (default: now).")] = None,  # noqa: UP045
+    context: Annotated[int, typer.Option("--context", "-C", min=0, max=20, help="Also show N neighbours of each hit.")] = 0,
+    explain: Annotated[bool, typer.Option("--explain", help="Show the evidence: dense, keyword, recency, time window.")] = False,
     space: SpaceOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Find memories by meaning and keyword."""
+    """Find memories by meaning, keyword and time."""
     from memcli import ui
 
     result = api(space).recall(
-        query, k=k, kinds=kinds(kind), tags=tag or [], since=when(since), until=when(until), now=when(now), space=space
+        query,
+        k=k,
+        kinds=kinds(kind),
+        tags=tag or [],
+        since=when(since),
+        until=when(until),
+        now=when(now),
+        space=space,
+        context=context,
     )
     if json_:
         return ui.emit_json("recall", result.to_json())
-    if not result.hits:
-        ui.notice("nothing found")
+    if explain:
+        ui.notice(
+            f"time window: {result.time_window or 'none in the query'}; best similarity {result.confidence:.3f}"
+            + ("; nothing clearly relevant (abstained)" if result.abstained else "")
+        )
+    elif result.abstained:
+        ui.notice("nothing relevant found" + (" (closest matches hidden; --explain shows them)" if result.hits else ""))
         return
     if explain:
         ui.table(
@@ -49,10 +63,18 @@ def recall(
             ],
         )
         return
-    ui.table(
-        ["#", "id", "when", "text"],
-        [
-            (h.rank, short_id(h.memory.id), fmt_time(h.memory.event_at or h.memory.recorded_at), ui.short(h.memory.text, 100))
-            for h in result.hits
-        ],
-    )
+    rows = []
+    for h in result.hits:
+        before = [m for m in h.context if (m.position or 0) < (h.memory.position or 0)]
+        after = [m for m in h.context if (m.position or 0) > (h.memory.position or 0)]
+        rows += [("", "", "", "  " + ui.short(m.text, 98)) for m in before]
+        rows.append(
+            (
+                str(h.rank),
+                short_id(h.memory.id),
+                fmt_time(h.memory.event_at or h.memory.recorded_at),
+                ui.short(h.memory.text, 100),
+            )
+        )
+        rows += [("", "", "", "  " + ui.short(m.text, 98)) for m in after]
+    ui.table(["#", "id", "when", "text"], rows)

@@ -1,7 +1,9 @@
-"""Ingest files and directories of notes: each file becomes chunks, applied all-or-nothing.
+"""Ingest files, directories and stdin: each file becomes memories, applied all-or-nothing.
 
 Incremental by content hash: an unchanged file costs one hash and one lookup; a changed file keeps
-the chunks whose text did not change (with their ids and recall counts) and replaces exactly the rest.
+the chunks whose text and keys did not change (with their ids and recall counts) and replaces
+exactly the rest. Memories of one file share its source (``file:/abs/path``; a conversation
+session in a JSONL file is ``file:/abs/path#SESSION``), which is how they are found again.
 """
 
 from __future__ import annotations
@@ -9,27 +11,30 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
 from memcli.context import Context
-from memcli.errors import not_found
+from memcli.errors import not_found, usage_error
 from memcli.records import Kind, Memory
-from memcli.store import NewMemory, content_hash
+from memcli.store import NewMemory, check_space, content_hash, embed_input
 from memcli.text.chunking import split_text
+from memcli.text.jsonl import JsonlError, Record, parse_jsonl
 from memcli.text.markdown import parse
 
 MARKDOWN = {".md", ".markdown", ".mdown", ".mkd"}
 TEXT = {".txt", ".text"}
-MAX_FILE_BYTES = 20 * 1024 * 1024
+JSONL = {".jsonl", ".ndjson"}
+FORMATS = ("auto", "markdown", "text", "jsonl")
+IGNORE_FILE = ".memcliignore"
 
 
 @dataclass(frozen=True)
 class FileOutcome:
     path: str
-    status: str  # added | updated | unchanged | skipped
+    status: str  # added | updated | unchanged | removed | skipped
     added: int = 0
     removed: int = 0
     kept: int = 0
@@ -56,47 +61,90 @@ class IngestReport:
         return {
             "dry_run": self.dry_run,
             "interrupted": self.interrupted,
-            "counts": {s: self.count(s) for s in ("added", "updated", "unchanged", "skipped")},
+            "counts": {s: self.count(s) for s in ("added", "updated", "unchanged", "removed", "skipped")},
             "chunks_added": self.chunks_added,
             "files": [f.to_json() for f in self.files],
         }
 
 
-def discover(paths: Sequence[Path]) -> Iterator[tuple[Path, str]]:
-    """Yield (file, reason-to-skip or ""). Hidden files and directories are not entered."""
-    for root in paths:
+@dataclass(frozen=True)
+class Source:
+    """One unit applied all-or-nothing: a file, or stdin."""
+
+    name: str  # the memories' source prefix
+    shown: str  # what the user sees in the summary
+    fmt: str  # markdown | text | jsonl
+    path: Path | None  # None for stdin
+    data: bytes | None = None  # stdin's bytes
+
+
+def _format_of(path: Path, fmt: str) -> str | None:
+    if fmt != "auto":
+        return fmt
+    suffix = path.suffix.lower()
+    if suffix in MARKDOWN:
+        return "markdown"
+    if suffix in TEXT:
+        return "text"
+    if suffix in JSONL:
+        return "jsonl"
+    return None
+
+
+def discover(
+    roots: Sequence[Path], *, fmt: str = "auto", include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> Iterator[Source]:
+    """Files under ``roots``. Hidden files/directories, ``exclude`` globs and ``.memcliignore``
+    patterns (gitignore syntax, per directory tree) are skipped; ``include`` globs narrow the set."""
+    import pathspec
+
+    inc = pathspec.GitIgnoreSpec.from_lines(include) if include else None
+    for root in roots:
         if not root.exists():
             raise not_found(f"no such file or directory: {root}", hint="Check the path.")
         if root.is_file():
-            yield root, ""
+            f = _format_of(root, fmt)
+            yield Source(f"file:{root.resolve()}", str(root), f or "text", root)
             continue
+        patterns = list(exclude)
+        ignore = root / IGNORE_FILE
+        if ignore.is_file():
+            patterns += ignore.read_text(encoding="utf-8", errors="replace").splitlines()
+        exc = pathspec.GitIgnoreSpec.from_lines(patterns)
         seen: set[tuple[int, int]] = set()
         for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
             st = os.stat(dirpath)
-            if (st.st_dev, st.st_ino) in seen:  # a symlink loop
+            if (st.st_dev, st.st_ino) in seen:  # a symlink loop: do not walk it twice
                 dirnames[:] = []
                 continue
             seen.add((st.st_dev, st.st_ino))
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            rel_dir = Path(dirpath).relative_to(root)
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not exc.match_file(f"{rel_dir / d}/"))
             for name in sorted(filenames):
-                if name.startswith("."):
-                    continue
                 p = Path(dirpath) / name
-                if p.suffix.lower() in MARKDOWN | TEXT:
-                    yield p, ""
+                rel = str(rel_dir / name)
+                if name.startswith(".") or exc.match_file(rel) or (inc is not None and not inc.match_file(rel)):
+                    continue
+                f = _format_of(p, fmt)
+                if f is not None:
+                    yield Source(f"file:{p.resolve()}", str(p), f, p)
 
 
-def _read(path: Path) -> tuple[str | None, str, str]:
+def _read(src: Source, max_bytes: int) -> tuple[str | None, str, str]:
     """(text, sha256, reason-if-skipped)."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return None, "", f"too large ({size:,} bytes; the limit is {MAX_FILE_BYTES:,})"
-        data = path.read_bytes()
-    except PermissionError:
-        return None, "", "permission denied"
-    except OSError as e:
-        return None, "", f"cannot read: {e.strerror or e}"
+    if src.data is not None:
+        data = src.data
+    else:
+        assert src.path is not None
+        try:
+            size = src.path.stat().st_size
+            if size > max_bytes:
+                return None, "", f"too large ({size:,} bytes; the limit is {max_bytes:,}: [ingest] max_file_mb)"
+            data = src.path.read_bytes()
+        except PermissionError:
+            return None, "", "permission denied"
+        except OSError as e:
+            return None, "", f"cannot read: {e.strerror or e}"
     if b"\x00" in data[:8192]:
         return None, "", "binary file"
     try:
@@ -108,7 +156,7 @@ def _read(path: Path) -> tuple[str | None, str, str]:
     return text, hashlib.sha256(data).hexdigest(), ""
 
 
-def _when_epoch(when: date | datetime | None) -> float | None:
+def _epoch(when: date | datetime | None) -> float | None:
     if when is None:
         return None
     if not isinstance(when, datetime):
@@ -120,28 +168,68 @@ def _day_words(when: date | datetime | None) -> str:
     return "" if when is None else f"{when:%A %d %B %Y}"
 
 
-def plan_chunks(ctx: Context, path: Path, text: str, source: str) -> list[NewMemory]:
+def plan_document(ctx: Context, src: Source, text: str) -> list[NewMemory]:
+    """Markdown/text → chunks along the document's structure, with heading path, tags and date as keys."""
     emb = ctx.embedder
-    doc = parse(text, str(path), markdown=path.suffix.lower() in MARKDOWN)
-    event_at = _when_epoch(doc.when)
+    name = src.path.name if src.path else "stdin"
+    doc = parse(text, str(src.path or ""), markdown=src.fmt == "markdown")
+    event_at = _epoch(doc.when)
     out: list[NewMemory] = []
     for section in doc.sections:
         heading = " > ".join(
             ([doc.title] if doc.title and doc.title not in section.heading_path else []) + list(section.heading_path)
         )
-        for piece in split_text(section.text, emb.max_tokens, emb.count_tokens):
-            keys = " ".join(x for x in (path.stem, heading, _day_words(doc.when), " ".join(doc.tags)) if x)
+        keys = " ".join(x for x in (Path(name).stem, heading, _day_words(doc.when), " ".join(doc.tags)) if x)
+        # The dense input is text + keys: keep the pair within what the model was trained on.
+        budget = max(32, emb.max_tokens - emb.count_tokens(keys))
+        for piece in split_text(section.text, budget, emb.count_tokens):
             out.append(
                 NewMemory(
-                    text=piece,
-                    kind=Kind.NOTE,
-                    source=source,
-                    position=len(out),
-                    event_at=event_at,
-                    tags=doc.tags,
-                    keys=keys,
+                    text=piece, kind=Kind.NOTE, source=src.name, position=len(out), event_at=event_at, tags=doc.tags, keys=keys
                 )
             )
+    return out
+
+
+def plan_jsonl(ctx: Context, src: Source, text: str) -> list[NewMemory]:
+    """JSONL records → memories; conversation turns get their neighbours' text as extra keys."""
+    records = parse_jsonl(text)
+    for r in records:
+        if r.space is not None:
+            check_space(r.space)
+    sessions: dict[str | None, list[Record]] = {}
+    for r in records:
+        sessions.setdefault(r.session, []).append(r)
+    window = ctx.settings.ingest.neighbour_keys
+    emb = ctx.embedder
+    out: list[NewMemory] = []
+    for session, recs in sessions.items():
+        source = f"{src.name}#{session}" if session is not None else src.name
+        texts = [f"{r.speaker}: {r.text}" if r.speaker else r.text for r in recs]
+        position = 0  # order within the session (a turn longer than the model takes becomes several)
+        last_time = None
+        for i, r in enumerate(recs):
+            if session is not None:  # a turn without a time happened when the one before it did
+                r = replace(r, time=r.time or last_time)
+                last_time = r.time
+            parts = [_day_words(r.time)]
+            if session is not None and window > 0:
+                parts += texts[max(0, i - window) : i] + texts[i + 1 : i + 1 + window]
+            keys = " ".join(p for p in parts if p)
+            kind = Kind(r.kind) if r.kind else (Kind.EPISODE if session is not None else Kind.NOTE)
+            base = NewMemory(
+                text=texts[i],
+                kind=kind,
+                source=r.source or source,
+                position=position,
+                event_at=_epoch(r.time),
+                tags=r.tags,
+                keys=keys,
+                space=r.space,
+            )
+            pieces = split_text(base.text, emb.max_tokens, emb.count_tokens)
+            out.extend(replace(base, text=p, position=position + j) for j, p in enumerate(pieces))
+            position += len(pieces)
     return out
 
 
@@ -150,50 +238,92 @@ def ingest(
     paths: Sequence[Path],
     *,
     space: str | None = None,
+    fmt: str = "auto",
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    stdin: bytes | None = None,
+    stdin_name: str | None = None,
+    prune_missing: bool = False,
     dry_run: bool = False,
-    progress: Callable[[int, int, str], None] | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> IngestReport:
+    """Ingest ``paths`` (and ``stdin`` bytes, if given). ``progress(files_done, files_total, chunks)``."""
+    if fmt not in FORMATS:
+        raise usage_error(f"unknown format {fmt!r}", hint=f"Use one of: {', '.join(FORMATS)}.")
     space = ctx.space(space)
-    files = list(discover([p.expanduser() for p in paths]))
+    roots = [p.expanduser() for p in paths]
+    sources = list(discover(roots, fmt=fmt, include=include, exclude=[*ctx.settings.ingest.exclude, *exclude]))
+    if stdin is not None:
+        name = stdin_name or "stdin:" + hashlib.sha256(stdin).hexdigest()[:16]
+        sources.append(Source(name, "(stdin)", "markdown" if fmt == "auto" else fmt, None, stdin))
     outcomes: list[FileOutcome] = []
+    chunks = 0
     interrupted = False
     try:
-        for n, (path, _) in enumerate(files, 1):
+        for src in sources:
             if progress:
-                progress(n - 1, len(files), str(path))
-            outcomes.append(_ingest_file(ctx, space, path, dry_run))
+                progress(len(outcomes), len(sources), chunks)
+            outcome = _ingest_one(ctx, space, src, dry_run)
+            chunks += outcome.added
+            outcomes.append(outcome)
+        if prune_missing:
+            outcomes.extend(_prune_missing(ctx, space, roots, {s.name for s in sources}, dry_run))
     except KeyboardInterrupt:
         interrupted = True  # every file already applied is complete; the rest is untouched
     if progress and not interrupted:
-        progress(len(outcomes), len(files), "")
+        progress(len(outcomes), len(sources), chunks)
     return IngestReport(tuple(outcomes), dry_run, interrupted)
 
 
-def _ingest_file(ctx: Context, space: str, path: Path, dry_run: bool) -> FileOutcome:
+def _old_memories(ctx: Context, space: str, name: str) -> list[Memory]:
+    """Every memory a source produced, in any space (JSONL lines may name their own)."""
+    return ctx.store.catalog.by_source_prefix(name)
+
+
+def _ingest_one(ctx: Context, space: str, src: Source, dry_run: bool) -> FileOutcome:
     store = ctx.store
-    shown = str(path)
-    text, digest, reason = _read(path)
+    text, digest, reason = _read(src, ctx.settings.ingest.max_file_mb * 1024 * 1024)
     if text is None:
-        return FileOutcome(shown, "skipped", reason=reason)
-    source = f"file:{path.resolve()}"
-    if store.catalog.source_hash(space, source) == digest:
-        return FileOutcome(shown, "unchanged", kept=len(store.catalog.by_source(space, source)))
-    old = store.catalog.by_source(space, source)
-    chunks = plan_chunks(ctx, path, text, source)
-    old_by_hash: dict[str, Memory] = {}
+        return FileOutcome(src.shown, "skipped", reason=reason)
+    if store.catalog.source_hash(space, src.name) == digest:
+        return FileOutcome(src.shown, "unchanged", kept=len(_old_memories(ctx, space, src.name)))
+    try:
+        planned = plan_jsonl(ctx, src, text) if src.fmt == "jsonl" else plan_document(ctx, src, text)
+    except JsonlError as e:
+        return FileOutcome(src.shown, "skipped", reason=str(e))
+    old = _old_memories(ctx, space, src.name)
+    by_key: dict[tuple[str, str, str, str], Memory] = {}
     for m in old:
-        old_by_hash.setdefault(m.content_hash, m)
-    keep_ids: set[str] = set()
+        by_key.setdefault((m.space, m.source, m.content_hash, m.keys), m)
+    kept: set[str] = set()
     fresh: list[NewMemory] = []
-    for c in chunks:
-        prev = old_by_hash.get(content_hash(c.text))
-        if prev is not None and prev.id not in keep_ids and prev.keys == c.keys and prev.state == "active":
-            keep_ids.add(prev.id)
+    for c in planned:
+        prev = by_key.get((c.space or space, c.source, content_hash(c.text), c.keys))
+        if prev is not None and prev.id not in kept and prev.state == "active":
+            kept.add(prev.id)
         else:
             fresh.append(c)
-    remove = [m for m in old if m.id not in keep_ids]
+    remove = [m for m in old if m.id not in kept]
     status = "updated" if old else "added"
     if not dry_run:
-        vectors = ctx.embedder.embed_documents([c.text for c in fresh])
-        store.apply(space, list(zip(fresh, vectors)), ctx.embedder.model_id, delete=remove, source=(source, digest))
-    return FileOutcome(shown, status, added=len(fresh), removed=len(remove), kept=len(keep_ids))
+        emb = ctx.embedder
+        vectors = emb.embed_documents([embed_input(c.text, c.keys) for c in fresh])
+        store.apply(space, list(zip(fresh, vectors)), emb.model_id, delete=remove, source=(src.name, digest))
+    return FileOutcome(src.shown, status, added=len(fresh), removed=len(remove), kept=len(kept))
+
+
+def _prune_missing(ctx: Context, space: str, roots: Sequence[Path], seen: set[str], dry_run: bool) -> list[FileOutcome]:
+    """Forget the memories of files under ``roots`` that were ingested before and no longer exist."""
+    store = ctx.store
+    prefixes = [f"file:{r.resolve()}" for r in roots if r.is_dir()]
+    out: list[FileOutcome] = []
+    for name in store.catalog.source_names(space):
+        if name in seen or not any(name == p or name.startswith(p.rstrip("/") + "/") for p in prefixes):
+            continue
+        if Path(name.removeprefix("file:")).exists():
+            continue  # present but excluded now: keep what was ingested
+        old = _old_memories(ctx, space, name)
+        if not dry_run:
+            store.apply(space, [], ctx.embedder.model_id, delete=old, source=(name, None))
+        out.append(FileOutcome(name.removeprefix("file:"), "removed", removed=len(old), reason="file no longer exists"))
+    return out

@@ -6,19 +6,24 @@ Fusion is reciprocal-rank fusion, weighted per signal, plus a small bounded rece
 
 RRF needs no score calibration between a cosine and a BM25 scale, which differ per query; the recency
 term is at most ``recency_weight`` (default 0.002, about the gap between fused ranks 1 and 4), so an old
-exact match still wins.
+exact match still wins. The weights are chosen on LoCoMo (benchmarks/RESULTS.md).
+
+Time-aware: a time expression in the query ("last week", "in March 2023") becomes a window on the
+memories' event time (falling back to the whole store when the window holds nothing), and words like
+"latest" or "originally" become a recency preference; explicit ``since``/``until`` win over both.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import datetime
 
 from memcli.backends.catalog import Filter
 from memcli.context import Context
 from memcli.errors import usage_error
-from memcli.records import Hit, Kind, RecallResult
+from memcli.records import Hit, Kind, Memory, RecallResult
+
+PREFERENCE_BOOST = 10.0  # how much stronger the recency term gets when the query asks for the latest
 
 
 def recall(
@@ -32,6 +37,8 @@ def recall(
     since: datetime | None = None,
     until: datetime | None = None,
     now: datetime | None = None,
+    context: int = 0,
+    time_aware: bool = True,
     touch: bool = True,
 ) -> RecallResult:
     query = query.strip()
@@ -41,24 +48,94 @@ def recall(
     k = rs.k if k is None else k
     if k < 1:
         raise usage_error(f"-k must be at least 1, got {k}")
+    if context < 0:
+        raise usage_error(f"--context must be 0 or more, got {context}")
     space = ctx.space(space)
+    ref = now or datetime.now().astimezone()
+    keyword_query = query
+    recency_weight = rs.recency_weight
+    window = ""
+    if time_aware:
+        from memcli.text.timequery import parse_time_hint
+
+        hint = parse_time_hint(query, ref)
+        if hint is not None:
+            window = hint.description
+            keyword_query = hint.query or query
+            if since is None and until is None and not hint.soft and (hint.since or hint.until):
+                since, until = hint.since, hint.until
+            if hint.prefer_recent:
+                recency_weight *= PREFERENCE_BOOST
+            elif hint.prefer_old:
+                recency_weight *= -PREFERENCE_BOOST
+    base = Filter(space=space, kinds=tuple(x.value for x in kinds), tags=tuple(tags))
     f = Filter(
         space=space,
-        kinds=tuple(x.value for x in kinds),
-        tags=tuple(tags),
+        kinds=base.kinds,
+        tags=base.tags,
         since=since.timestamp() if since else None,
         until=until.timestamp() if until else None,
     )
-    n = max(rs.candidates, k)
     store = ctx.store
     qv = ctx.embedder.embed_query(query)
-    dense = store.index.query(space, qv, n, kinds=f.kinds, since=f.since, until=f.until)
-    keyword = store.catalog.keyword(f, query, n)
+    scored, memories, dense_rank, kw_rank = _candidates(ctx, f, qv, keyword_query, k, recency_weight, ref.timestamp())
+    if not scored and window and (f.since is not None or f.until is not None):
+        window += " — nothing there, searched everything"
+        scored, memories, dense_rank, kw_rank = _candidates(ctx, base, qv, keyword_query, k, recency_weight, ref.timestamp())
+    hits = []
+    for rank, (score, mid, recency) in enumerate(scored[:k], 1):
+        d = dense_rank.get(mid)
+        kw = kw_rank.get(mid)
+        m = memories[mid]
+        around: tuple[Memory, ...] = ()
+        if context and m.position is not None:
+            around = tuple(x for x in store.catalog.neighbours(m.source, m.position, context) if x.id != m.id)
+        hits.append(
+            Hit(
+                memory=m,
+                rank=rank,
+                score=score,
+                dense_rank=d[0] if d else None,
+                dense_similarity=d[1] if d else None,
+                keyword_rank=kw[0] if kw else None,
+                keyword_score=kw[1] if kw else None,
+                recency=recency,
+                context=around,
+            )
+        )
+    confidence = max((s for _, s in dense_rank.values()), default=0.0)
+    abstained = not hits or (confidence < rs.min_similarity and not kw_rank)
+    if touch and not abstained:
+        store.touch([h.memory.id for h in hits])
+    filters = {
+        "kinds": list(f.kinds),
+        "tags": list(f.tags),
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat() if until else None,
+    }
+    return RecallResult(
+        query=query,
+        space=space,
+        hits=tuple(hits),
+        filters=filters,
+        abstained=abstained,
+        confidence=confidence,
+        time_window=window,
+    )
 
+
+def _candidates(
+    ctx: Context, f: Filter, qv: list[float], keyword_query: str, k: int, recency_weight: float, ref: float
+) -> tuple[list[tuple[float, str, float]], dict[str, Memory], dict[str, tuple[int, float]], dict[str, tuple[int, float]]]:
+    """Fused, sorted candidates: ([(score, id, recency)], memories, dense ranks, keyword ranks)."""
+    rs = ctx.settings.recall
+    store = ctx.store
+    n = max(rs.candidates, k)
+    dense = store.index.query(f.space, qv, n, kinds=f.kinds, since=f.since, until=f.until)
+    keyword = store.catalog.keyword(f, keyword_query, n)
     dense_rank = {h.id: (r, h.similarity) for r, h in enumerate(dense, 1)}
     kw_rank = {mid: (r, s) for r, (mid, s) in enumerate(keyword, 1)}
     memories = store.catalog.by_ids(set(dense_rank) | set(kw_rank))
-    ref = now.timestamp() if now else time.time()
     scored: list[tuple[float, str, float]] = []
     for mid, m in memories.items():
         if m.state != "active" or (f.tags and not set(f.tags) <= set(m.tags)):
@@ -71,31 +148,10 @@ def recall(
         when = (m.event_at or m.recorded_at).timestamp()
         age_days = max(0.0, ref - when) / 86400.0
         recency = 0.5 ** (age_days / rs.recency_half_life_days) if rs.recency_half_life_days > 0 else 0.0
-        score += rs.recency_weight * recency
+        score += recency_weight * recency
         scored.append((score, mid, recency))
-    scored.sort(key=lambda x: (-x[0], x[1]))
-    hits = []
-    for rank, (score, mid, recency) in enumerate(scored[:k], 1):
-        d = dense_rank.get(mid)
-        kw = kw_rank.get(mid)
-        hits.append(
-            Hit(
-                memory=memories[mid],
-                rank=rank,
-                score=score,
-                dense_rank=d[0] if d else None,
-                dense_similarity=d[1] if d else None,
-                keyword_rank=kw[0] if kw else None,
-                keyword_score=kw[1] if kw else None,
-                recency=recency,
-            )
-        )
-    if touch:
-        store.touch([h.memory.id for h in hits])
-    filters = {
-        "kinds": list(f.kinds),
-        "tags": list(f.tags),
-        "since": since.isoformat() if since else None,
-        "until": until.isoformat() if until else None,
-    }
-    return RecallResult(query=query, space=space, hits=tuple(hits), filters=filters)
+    # Ties (common: a turn and its neighbour share key text) go to the better keyword match, whose
+    # own text weighs more than its keys, then to the better dense match.
+    inf = 1 << 30
+    scored.sort(key=lambda x: (-x[0], kw_rank.get(x[1], (inf, 0.0))[0], dense_rank.get(x[1], (inf, 0.0))[0], x[1]))
+    return scored, memories, dense_rank, {m: v for m, v in kw_rank.items() if m in memories}

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from memcli.context import Context
-from memcli.store import vec_to_blob
+from memcli.store import embed_input, vec_to_blob
 
 
 @dataclass(frozen=True)
@@ -40,11 +40,11 @@ def reindex(ctx: Context, progress: Callable[[int, int], None] | None = None) ->
                 cat.set_meta(db, "embed_model", "reindexing:" + emb.model_id)
         while True:
             rows = cat.db.execute(
-                "SELECT id, text, state FROM memories WHERE embed_model != ? LIMIT 256", (emb.model_id,)
+                "SELECT id, text, keys FROM memories WHERE embed_model != ? LIMIT 256", (emb.model_id,)
             ).fetchall()
             if not rows:
                 break
-            vectors = emb.embed_documents([r[1] for r in rows])
+            vectors = emb.embed_documents([embed_input(r[1], r[2]) for r in rows])
             with cat.transaction() as db:
                 db.executemany(
                     "UPDATE memories SET embedding = ?, embed_model = ?, "

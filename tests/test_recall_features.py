@@ -1,0 +1,97 @@
+"""Time-aware recall, context around hits, abstention — on a fixture with known dates."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from memcli.api import Memcli
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def dated(mem: Memcli) -> Memcli:
+    def at(y: int, m: int, d: int) -> datetime:
+        return datetime(y, m, d, 12, 0, tzinfo=UTC)
+
+    mem.add("Went to the dentist for a filling", when=at(2023, 3, 14))
+    mem.add("Went to the dentist for a cleaning", when=at(2024, 6, 2))
+    mem.add("Dentist check-up, all fine", when=at(2026, 11, 18))
+    mem.add("Bought winter tyres for the car", when=at(2026, 11, 23))
+    return mem
+
+
+def test_month_in_query_becomes_a_window(dated: Memcli) -> None:
+    r = dated.recall("dentist in March 2023", now=NOW)
+    assert [h.memory.text for h in r.hits] == ["Went to the dentist for a filling"]
+    assert "March 2023" in r.time_window
+
+
+def test_relative_expressions_use_the_reference_time(dated: Memcli) -> None:
+    assert dated.recall("what did I do last week", now=NOW).hits[0].memory.text == "Dentist check-up, all fine"
+    yesterday = dated.recall("what happened yesterday", now=NOW)
+    assert [h.memory.text for h in yesterday.hits] == ["Bought winter tyres for the car"]
+    old = dated.recall("dentist two years ago", now=NOW)
+    assert old.hits[0].memory.text == "Went to the dentist for a cleaning"
+
+
+def test_latest_prefers_recent_and_explicit_window_wins(dated: Memcli) -> None:
+    assert dated.recall("my latest dentist visit", now=NOW).hits[0].memory.text == "Dentist check-up, all fine"
+    r = dated.recall(
+        "dentist last week",
+        now=NOW,
+        since=datetime(2024, 1, 1, tzinfo=UTC),
+        until=datetime(2025, 1, 1, tzinfo=UTC),
+    )
+    assert [h.memory.text for h in r.hits] == ["Went to the dentist for a cleaning"]
+
+
+def test_empty_window_falls_back_to_everything(dated: Memcli) -> None:
+    r = dated.recall("dentist in March 2019", now=NOW)
+    assert r.hits and "nothing there" in r.time_window
+
+
+def test_time_awareness_can_be_turned_off(dated: Memcli) -> None:
+    r = dated.recall("dentist in March 2023", now=NOW, time_aware=False, k=10)
+    assert len(r.hits) == 4 and r.time_window == ""
+
+
+def test_abstains_when_nothing_is_relevant(dated: Memcli) -> None:
+    r = dated.recall("quantum chromodynamics lattice", now=NOW)
+    assert r.abstained and r.confidence < 0.3
+    before = dated.list().memories
+    assert all(m.access_count == 0 for m in before)  # an abstained recall counts nothing
+    assert not dated.recall("dentist", now=NOW).abstained
+
+
+def test_context_returns_neighbouring_turns(mem: Memcli, tmp_path: Path) -> None:
+    lines = [
+        {
+            "session": "s1",
+            "time": "2023-05-08T13:56:00",
+            "messages": [
+                {"speaker": "Ana", "text": "Guess where I was on Saturday?"},
+                {"speaker": "Ben", "text": "No idea, tell me!"},
+                {"speaker": "Ana", "text": "At the pottery workshop in Porto, I made a blue bowl."},
+                {"speaker": "Ben", "text": "That sounds lovely."},
+            ],
+        },
+    ]
+    p = tmp_path / "chat.jsonl"
+    p.write_text("\n".join(json.dumps(x) for x in lines))
+    mem.ingest([p])
+    hit = mem.recall("pottery workshop bowl", k=1, context=1).hits[0]
+    assert hit.memory.text.startswith("Ana: At the pottery workshop")
+    assert [m.text for m in hit.context] == ["Ben: No idea, tell me!", "Ben: That sounds lovely."]
+
+
+def test_cli_explain_shows_window_and_context(cli) -> None:  # type: ignore[no-untyped-def]
+    cli("add", "Planted tulip bulbs", "--when", "2025-10-05")
+    r = cli("recall", "gardening in October 2025", "--explain", "--now", "2026-01-01")
+    assert "October 2025" in r.err and "tulip" in r.out
+    r = cli("recall", "string theory in detail")
+    assert "nothing relevant found" in r.err and r.out == ""
