@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import datetime
 from pathlib import Path
@@ -179,3 +180,63 @@ def test_prune_missing_forgets_deleted_files(mem: Memcli, tmp_path: Path) -> Non
     assert mem.ctx.store.index.count("default") == 1
     write(root / "b.md", "bananas are yellow")
     assert mem.ingest([root]).count("added") == 1  # its source record went too: it comes back cleanly
+
+
+def _notes_tree(root: Path, n: int = 300) -> dict[str, str]:
+    """A realistic mixed tree: journals (several date layouts), front matter, nested folders, text,
+    JSONL, and the bad cases. Returns {relative path: why it must be skipped} for the bad ones."""
+    topics = ["garden", "running", "work", "books", "travel", "cooking", "family", "health", "music", "money"]
+    for i in range(n):
+        t = topics[i % len(topics)]
+        day = f"2025-{1 + i % 12:02d}-{1 + i % 28:02d}"
+        kind = i % 5
+        if kind == 0:
+            write(root / "journal" / f"{day}-{i}.md", f"# {t.title()} day {i}\nToday {t} note number {i}. #{t}\n\n## Later\nMore about {t} {i}.\n")
+        elif kind == 1:
+            y, m, d = day.split("-")
+            write(root / "journal" / y / m / f"{d}-{i}.md", f"Entry {i} about {t}.\n")
+        elif kind == 2:
+            write(root / "topics" / t / f"note-{i}.md", f"---\ntitle: {t} {i}\ntags: [{t}, misc]\ndate: {day}\n---\n- item {i} for {t}\n- second item\n")
+        elif kind == 3:
+            write(root / "plain" / f"{t}-{i}.txt", f"Plain text about {t}, number {i}.\n\nSecond paragraph {i}.")
+        else:
+            write(root / "exports" / f"chat-{i}.jsonl", json.dumps({"session": f"s{i}", "speaker": "me", "text": f"chat {i} about {t}", "time": f"{day}T10:00:00"}) + "\n")
+    bad = {
+        "bad/empty.md": "empty",
+        "bad/blank.txt": "empty",
+        "bad/image.txt": "binary file",
+        "bad/latin1.md": "not UTF-8 text",
+        "bad/huge.md": "too large",
+        "bad/broken.jsonl": "line 1: not valid JSON",
+        "bad/fifo.md": "not a regular file",
+    }
+    write(root / "bad" / "empty.md", "")
+    write(root / "bad" / "blank.txt", "\n\n  \n")
+    write(root / "bad" / "image.txt", b"GIF89a\x00\x00\x00")
+    write(root / "bad" / "latin1.md", "r\xe9sum\xe9".encode("latin-1"))
+    write(root / "bad" / "huge.md", "x" * (1024 * 1024 + 10))
+    write(root / "bad" / "broken.jsonl", "{not json}\n")
+    os.mkfifo(root / "bad" / "fifo.md")
+    os.symlink(root / "journal", root / "journal" / "loop")
+    write(root / ".git" / "config.md", "hidden: never read")
+    return bad
+
+
+def test_realistic_tree_of_hundreds_of_files(mem: Memcli, tmp_path: Path) -> None:
+    root = tmp_path / "life"
+    bad = _notes_tree(root)
+    m = Memcli(settings={("ingest", "max_file_mb"): 1})
+    first = m.ingest([root])
+    skipped = {str(Path(f.path).relative_to(root)): f.reason for f in first.files if f.status == "skipped"}
+    assert {k: v.split(" (")[0] for k, v in skipped.items()} == bad
+    assert first.count("added") == 300 and first.count("skipped") == len(bad)
+    total = m.list(limit=1).total
+    assert total == first.chunks_added >= 300
+    assert m.ctx.store.index.count("default") == total
+    # Journal dates from both layouts and from front matter became event times.
+    hit = m.recall("Entry 1 about running", k=1).hits[0].memory
+    assert hit.event_at is not None and hit.event_at.astimezone().strftime("%Y-%m-%d") == "2025-02-02"
+    again = m.ingest([root])
+    assert again.count("unchanged") == 300 and again.chunks_added == 0
+    assert m.list(limit=1).total == total
+    m.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time
@@ -137,7 +138,10 @@ def _read(src: Source, max_bytes: int) -> tuple[str | None, str, str]:
     else:
         assert src.path is not None
         try:
-            size = src.path.stat().st_size
+            st = src.path.stat()
+            if not stat.S_ISREG(st.st_mode):
+                return None, "", "not a regular file"  # a FIFO or device would block or never end
+            size = st.st_size
             if size > max_bytes:
                 return None, "", f"too large ({size:,} bytes; the limit is {max_bytes:,}: [ingest] max_file_mb)"
             data = src.path.read_bytes()
