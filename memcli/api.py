@@ -21,6 +21,7 @@ from pathlib import Path
 from memcli.context import Context
 from memcli.paths import Paths
 from memcli.records import AddResult, ForgetResult, Kind, Memory, Page, RecallResult, Stats
+from memcli.services import doctor as _doctor
 from memcli.services import ingest as _ingest
 from memcli.services import memories as _memories
 from memcli.services import recall as _recall
@@ -168,6 +169,10 @@ class Memcli:
 
     def reindex(self, progress: Callable[[int, int], None] | None = None) -> _reindex.ReindexResult:
         return _reindex.reindex(self.ctx, progress)
+
+    def doctor(self, *, repair: bool = False) -> _doctor.DoctorReport:
+        """Check that catalog, keyword index and vector index agree; ``repair`` rebuilds from the catalog."""
+        return _doctor.doctor(self.ctx, repair=repair)
 
     def close(self) -> None:
         self.ctx.close()

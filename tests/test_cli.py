@@ -145,3 +145,25 @@ def test_first_run_converts_the_bundled_model(tmp_path: Path, monkeypatch: pytes
     assert (tmp_path / "fresh" / "models" / "all-MiniLM-L6-v2.gguf").stat().st_mode & 0o077 == 0
     r = _run("-m", "memcli", "recall", "first", env=env)
     assert r.returncode == 0 and "first memory" in r.stdout and "converted" not in r.stderr
+
+
+def test_doctor_cli(cli) -> None:  # type: ignore[no-untyped-def]
+    cli("add", "a healthy memory")
+    r = cli("doctor", "--json")
+    assert r.code == 0 and r.json()["data"]["ok"]
+    assert {f["check"] for f in r.json()["data"]["findings"]} >= {"catalog integrity", "vector index", "permissions"}
+
+
+def test_models_import_and_list(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
+    from memcli.models.bundled import bundled_minilm_dir
+
+    src = bundled_minilm_dir()
+    assert src is not None
+    r = cli("models", "import", str(src), "--name", "my-minilm", "--json")
+    assert r.code == 0, r.err
+    assert r.json()["data"]["dim"] == 384
+    listed = cli("models", "list", "--json").json()["data"]
+    assert [m["name"] for m in listed["installed"]] == ["my-minilm.gguf"]
+    assert {m["name"] for m in listed["recommended"]} >= {"all-minilm-l6-v2", "qwen2.5-1.5b-instruct"}
+    r = cli("models", "import", str(home / "nowhere"))
+    assert r.code == ExitCode.MODEL and "Traceback" not in r.err

@@ -191,16 +191,26 @@ def _notes_tree(root: Path, n: int = 300) -> dict[str, str]:
         day = f"2025-{1 + i % 12:02d}-{1 + i % 28:02d}"
         kind = i % 5
         if kind == 0:
-            write(root / "journal" / f"{day}-{i}.md", f"# {t.title()} day {i}\nToday {t} note number {i}. #{t}\n\n## Later\nMore about {t} {i}.\n")
+            write(
+                root / "journal" / f"{day}-{i}.md",
+                f"# {t.title()} day {i}\nToday {t} note number {i}. #{t}\n\n## Later\nMore about {t} {i}.\n",
+            )
         elif kind == 1:
             y, m, d = day.split("-")
             write(root / "journal" / y / m / f"{d}-{i}.md", f"Entry {i} about {t}.\n")
         elif kind == 2:
-            write(root / "topics" / t / f"note-{i}.md", f"---\ntitle: {t} {i}\ntags: [{t}, misc]\ndate: {day}\n---\n- item {i} for {t}\n- second item\n")
+            write(
+                root / "topics" / t / f"note-{i}.md",
+                f"---\ntitle: {t} {i}\ntags: [{t}, misc]\ndate: {day}\n---\n- item {i} for {t}\n- second item\n",
+            )
         elif kind == 3:
             write(root / "plain" / f"{t}-{i}.txt", f"Plain text about {t}, number {i}.\n\nSecond paragraph {i}.")
         else:
-            write(root / "exports" / f"chat-{i}.jsonl", json.dumps({"session": f"s{i}", "speaker": "me", "text": f"chat {i} about {t}", "time": f"{day}T10:00:00"}) + "\n")
+            write(
+                root / "exports" / f"chat-{i}.jsonl",
+                json.dumps({"session": f"s{i}", "speaker": "me", "text": f"chat {i} about {t}", "time": f"{day}T10:00:00"})
+                + "\n",
+            )
     bad = {
         "bad/empty.md": "empty",
         "bad/blank.txt": "empty",

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from memcli.api import Memcli
+from memcli.backends.base import VectorMeta
 from memcli.errors import ExitCode, MemcliFailure
 from memcli.records import Kind
 
@@ -228,3 +229,24 @@ def test_catalog_is_the_source_of_truth(mem: Memcli, home: Path) -> None:
     (blob,) = db.execute("SELECT embedding FROM memories").fetchone()
     assert len(blob) == 384 * 4
     db.close()
+
+
+def test_doctor_finds_and_repairs_a_damaged_vector_index(mem: Memcli) -> None:
+    ids = [mem.add(f).added[0].id for f in FACTS]
+    assert mem.doctor().ok
+    index = mem.ctx.store.index
+    index.delete("default", ids[:2])  # vectors lost
+    index.upsert(
+        "default",
+        ["0123456789abcdef"],
+        [[0.1] * 384],
+        [__import__("memcli.backends.base", fromlist=["x"]).VectorMeta("note", 0.0)],
+    )
+    report = mem.doctor()
+    assert not report.ok
+    bad = next(f for f in report.findings if f.check == "vector index")
+    assert "2 missing, 1 orphaned" in bad.detail
+    repaired = mem.doctor(repair=True)
+    assert repaired.ok and mem.doctor().ok
+    assert index.count("default") == len(FACTS)
+    assert mem.recall("vet dog wrist sprain", k=1).hits[0].memory.id == ids[0]

@@ -48,6 +48,7 @@ app.command()(memories.restore)
 app.command()(memories.stats)
 app.command()(ingest.ingest)
 app.command()(ingest.reindex)
+app.command()(memories.doctor)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(models_cmd.app, name="models")
 

@@ -16,9 +16,7 @@ def ingest(
     fmt: Annotated[str, typer.Option("--format", help="auto (by extension), markdown, text or jsonl.")] = "auto",
     include: Annotated[Optional[list[str]], typer.Option("--include", help="Only files matching this glob (repeatable).")] = None,  # noqa: UP045
     exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip files matching this glob (repeatable).")] = None,  # noqa: UP045
-    name: Annotated[
-        str | None, typer.Option("--name", help="Stable source name for stdin (re-ingesting replaces it).")
-    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Stable source name for stdin (re-ingesting replaces it).")] = None,
     prune_missing: Annotated[
         bool, typer.Option("--prune-missing", help="Forget files ingested before that no longer exist.")
     ] = False,

@@ -203,3 +203,26 @@ def stats(space: SpaceOpt = None, json_: JsonOpt = False) -> None:
             ("time span", f"{fmt_time(s.oldest)} … {fmt_time(s.newest)}" if s.oldest else ""),
         ]
     )
+
+
+def doctor(
+    repair: Annotated[bool, typer.Option("--repair", help="Rebuild what can be rebuilt from the catalog.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Check that the catalog, keyword index and vector index agree (and fix them with --repair)."""
+    from memcli import ui
+    from memcli.errors import ExitCode
+    from memcli.services.doctor import doctor as run
+
+    report = run(api().ctx, repair=repair)
+    if json_:
+        ui.emit_json("doctor", report.to_json())
+    else:
+        ui.table(
+            ["check", "", "detail"],
+            [(f.check, "ok" if f.ok else ("repaired" if f.repaired else "PROBLEM"), f.detail) for f in report.findings],
+        )
+        if not report.ok:
+            ui.notice("problems found: `memcli doctor --repair` rebuilds the indexes from the catalog")
+    if not report.ok:
+        raise typer.Exit(int(ExitCode.STORE))
