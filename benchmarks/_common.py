@@ -202,8 +202,8 @@ class StoreInfo:
     build_s: float  # 0 when reused from the cache
 
 
-def bench_settings(model: Path) -> dict[tuple[str, str], object]:
-    return {("embedding", "model"): str(model)}
+def bench_settings(model: Path, threads: int = 0) -> dict[tuple[str, str], object]:
+    return {("embedding", "model"): str(model), ("embedding", "n_threads"): threads}
 
 
 def model_file(cache: Path = DEFAULT_CACHE) -> Path:
@@ -219,10 +219,11 @@ def model_file(cache: Path = DEFAULT_CACHE) -> Path:
     return path
 
 
-def open_store(home: Path, model: Path) -> Any:
+def open_store(home: Path, model: Path, threads: int = 0) -> Any:
+    """A Memcli on ``home`` using the cached model file; ``threads`` = [embedding] n_threads (0: memcli's default)."""
     from memcli.api import Memcli
 
-    return Memcli(home=home, settings=bench_settings(model))
+    return Memcli(home=home, settings=bench_settings(model, threads))
 
 
 def build_store(size: int, *, real: int, model: Path, cache: Path | None, seed: int = SEED) -> StoreInfo:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from memcli.api import Memcli
-from memcli.backends.base import VectorMeta
 from memcli.errors import ExitCode, MemcliFailure
 from memcli.records import Kind
 
