@@ -9,7 +9,6 @@ import os
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 from memcli import config
 from memcli.backends.base import Embedder, VectorIndex
@@ -117,11 +116,3 @@ class Context:
     def close(self) -> None:
         if "store" in self.__dict__:
             self.store.close()
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "config_file": str(self.paths.config_file),
-            "data_dir": str(self.paths.data_dir),
-            "models_dir": str(self.paths.models_dir),
-            "log_dir": str(self.paths.log_dir),
-        }

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from memcli.backends.base import Embedder, Vector, VectorIndex, VectorMeta
-from memcli.backends.catalog import Catalog, Filter
+from memcli.backends.catalog import Catalog
 from memcli.errors import ExitCode, MemcliFailure, store_error, usage_error
 from memcli.records import Kind, Memory
 
@@ -380,6 +380,3 @@ class MemoryStore:
         if len(found) > 1:
             raise usage_error(f"id {ref!r} is ambiguous", hint="Give more characters of the id.")
         return found[0]
-
-    def filter(self, space: str, **kw: Any) -> Filter:
-        return Filter(space=space, **kw)

@@ -84,7 +84,8 @@ def line(message: str = "") -> None:
     _console().print(Text(clean(message)))
 
 
-def _short(text: str, width: int = 100) -> str:
+def short(text: str, width: int = 100) -> str:
+    """One line of at most ``width`` characters."""
     one = " ".join(text.split())
     return one if len(one) <= width else one[: width - 1] + "…"
 
@@ -106,10 +107,6 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str |
     for r in rows:
         t.add_row(*r)
     con.print(t)
-
-
-def short(text: str, width: int = 100) -> str:
-    return _short(text, width)
 
 
 def kv(pairs: Sequence[tuple[str, Any]]) -> None:

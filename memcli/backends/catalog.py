@@ -311,14 +311,6 @@ class Catalog:
         )
         return [(r[0], -float(r[1])) for r in self.db.execute(q, [match, *args, n])]
 
-    def embeddings(self, ids: Sequence[str]) -> dict[str, bytes]:
-        out: dict[str, bytes] = {}
-        for i in range(0, len(ids), 500):
-            part = list(ids[i : i + 500])
-            q = f"SELECT id, embedding FROM memories WHERE id IN ({','.join('?' * len(part))})"
-            out.update({r[0]: r[1] for r in self.db.execute(q, part)})
-        return out
-
     def pending(self) -> list[tuple[str, str, str, str, float, bytes]]:
         """Rows whose vector-index write was not confirmed: (id, space, vec_state, kind, when, embedding)."""
         q = (

@@ -279,23 +279,18 @@ def ingest(
     return IngestReport(tuple(outcomes), dry_run, interrupted)
 
 
-def _old_memories(ctx: Context, space: str, name: str) -> list[Memory]:
-    """Every memory a source produced, in any space (JSONL lines may name their own)."""
-    return ctx.store.catalog.by_source_prefix(name)
-
-
 def _ingest_one(ctx: Context, space: str, src: Source, dry_run: bool) -> FileOutcome:
     store = ctx.store
     text, digest, reason = _read(src, ctx.settings.ingest.max_file_mb * 1024 * 1024)
     if text is None:
         return FileOutcome(src.shown, "skipped", reason=reason)
     if store.catalog.source_hash(space, src.name) == digest:
-        return FileOutcome(src.shown, "unchanged", kept=len(_old_memories(ctx, space, src.name)))
+        return FileOutcome(src.shown, "unchanged", kept=len(store.catalog.by_source_prefix(src.name)))
     try:
         planned = plan_jsonl(ctx, src, text) if src.fmt == "jsonl" else plan_document(ctx, src, text)
     except JsonlError as e:
         return FileOutcome(src.shown, "skipped", reason=str(e))
-    old = _old_memories(ctx, space, src.name)
+    old = store.catalog.by_source_prefix(src.name)
     by_key: dict[tuple[str, str, str, str], Memory] = {}
     for m in old:
         by_key.setdefault((m.space, m.source, m.content_hash, m.keys), m)
@@ -326,7 +321,7 @@ def _prune_missing(ctx: Context, space: str, roots: Sequence[Path], seen: set[st
             continue
         if Path(name.removeprefix("file:")).exists():
             continue  # present but excluded now: keep what was ingested
-        old = _old_memories(ctx, space, name)
+        old = store.catalog.by_source_prefix(name)
         if not dry_run:
             store.apply(space, [], ctx.embedder.model_id, delete=old, source=(name, None))
         out.append(FileOutcome(name.removeprefix("file:"), "removed", removed=len(old), reason="file no longer exists"))
