@@ -39,7 +39,7 @@ def test_precedence_file_env_flag(tmp_path: Path) -> None:
     assert s.recall.k == 3 and s.sources[("recall", "k")] == "env MEMCLI_RECALL_K"
     assert s.recall.candidates == 30 and s.sources[("recall", "candidates")] == f"file {f}"
     assert s.store.space == "personal" and s.sources[("store", "space")] == "flag"
-    assert s.recall.rrf_k == 60 and s.sources[("recall", "rrf_k")] == "default"
+    assert s.recall.rrf_k == 10 and s.sources[("recall", "rrf_k")] == "default"
 
 
 @pytest.mark.parametrize(
