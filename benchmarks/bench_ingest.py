@@ -38,7 +38,7 @@ METHODS = (
     "ingest: 1 file, 1 section per text",
 )
 STORES = METHODS[2:]
-ADD_PIECES = ("embed", "count_tokens", "by_hash (dedupe)", "SQLite writes", "Chroma upsert", "by_ids (read back)")
+PIECES = ("embed", "count_tokens", "by_hash (dedupe)", "SQLite writes", "Chroma upsert", "by_ids (read back)")
 
 
 def texts_for(kind: str, n: int, seed: int) -> list[str]:
@@ -58,20 +58,20 @@ def run_length(kind: str, n: int, rounds: int, block: int, model: Path, work: Pa
         "bench-raw", metadata={"hnsw:space": "cosine"}, embedding_function=None
     )
 
-    # Only Memcli.add is probed (the embedder object is shared with the ingest stores).
+    # Per-job probe totals: the embedder is shared, but each job runs alone and writes to its own store.
     probe = c.Probe()
-    store = m_add.ctx.store
     emb = m_add.ctx.embedder
     probe.wrap(emb, "embed_documents", "embed")
     probe.wrap(emb, "count_tokens", "count_tokens")
-    probe.wrap(store.catalog, "by_hash", "by_hash (dedupe)")
-    probe.wrap(store, "apply", "apply")
-    probe.wrap(store.index, "upsert", "Chroma upsert")
-    probe.wrap(store.catalog, "by_ids", "by_ids (read back)")
-    pieces: dict[str, float] = {}
+    for m in stores.values():
+        probe.wrap(m.ctx.store.catalog, "by_hash", "by_hash (dedupe)")
+        probe.wrap(m.ctx.store, "apply", "apply")
+        probe.wrap(m.ctx.store.index, "upsert", "Chroma upsert")
+        probe.wrap(m.ctx.store.catalog, "by_ids", "by_ids (read back)")
+    pieces: dict[str, dict[str, float]] = {meth: {} for meth in STORES}
 
     rates: dict[str, list[float]] = {meth: [] for meth in METHODS}
-    add_total = 0.0
+    total = dict.fromkeys(METHODS, 0.0)
     for r in range(rounds):
         texts = texts_for(kind, n, seed=c.SEED + 100 * r + (0 if kind == "short" else 1))
         spent = dict.fromkeys(METHODS, 0.0)
@@ -107,12 +107,12 @@ def run_length(kind: str, n: int, rounds: int, block: int, model: Path, work: Pa
             for meth, job in jobs.items():
                 probe.reset()
                 spent[meth] += c.timed(job)
-                if meth == "Memcli.add":
-                    for k, v in probe.totals.items():
-                        pieces[k] = pieces.get(k, 0.0) + v
+                acc = pieces.setdefault(meth, {})
+                for k, v in probe.totals.items():
+                    acc[k] = acc.get(k, 0.0) + v
         for meth in METHODS:
             rates[meth].append(n / spent[meth])
-        add_total += spent["Memcli.add"]
+            total[meth] += spent[meth]
     probe.remove()
     for meth in STORES:
         count = stores[meth].stats().kinds.get("note", 0)
@@ -134,17 +134,21 @@ def run_length(kind: str, n: int, rounds: int, block: int, model: Path, work: Pa
             ]
         )
     words = "~10-word" if kind == "short" else "~100-word"
-    out = [f"\n### {words} texts ({n} per round × {rounds} rounds, methods interleaved in blocks of {block})\n"]
+    threads = llm.context_params.n_threads
+    out = [f"\n### {words} texts ({n} per round × {rounds} rounds, blocks of {block}, memcli's embedding threads: {threads})\n"]
     out.append(c.table(["method", "median texts/s", "per round", "÷ raw (median of rounds)", "goal"], rows))
     total_n = n * rounds
-    per = {k: v / total_n for k, v in pieces.items()}
-    per["SQLite writes"] = per.get("apply", 0.0) - per.get("Chroma upsert", 0.0)
-    mean_ms = add_total / total_n
-    rest = mean_ms - sum(per.get(k, 0.0) for k in ADD_PIECES)
-    out.append(f"\nWhere Memcli.add spends its time (mean ms per text, {words}):\n")
-    out.append(
-        c.table(["total", *ADD_PIECES, "rest"], [[c.ms(mean_ms), *(c.ms(per.get(k, 0.0)) for k in ADD_PIECES), c.ms(rest)]])
-    )
+    brows = []
+    for meth in METHODS[:1] + STORES:
+        per = {k: v / total_n for k, v in pieces.get(meth, {}).items()}
+        per["SQLite writes"] = per.get("apply", 0.0) - per.get("Chroma upsert", 0.0)
+        if meth == METHODS[0]:
+            per["embed"] = total[meth] / total_n
+        mean_ms = total[meth] / total_n
+        rest = mean_ms - sum(per.get(k, 0.0) for k in PIECES)
+        brows.append([meth, c.ms(mean_ms), *(c.ms(per.get(k, 0.0)) for k in PIECES), c.ms(rest)])
+    out.append(f"\nWhere the time goes (mean ms per text, {words}; ingest embeds text + keys, i.e. file stem and heading):\n")
+    out.append(c.table(["method", "total", *PIECES, "rest (parse, files, …)"], brows))
     return out
 
 
@@ -167,6 +171,7 @@ def threads_under_contention(model: Path, n_short: int, n_long: int) -> list[str
         for th in (1, 2)
     }
     rows = []
+    load = c.load_note()
     for busy in (False, True):
         hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
         try:
@@ -176,7 +181,7 @@ def threads_under_contention(model: Path, n_short: int, n_long: int) -> list[str
                 tl = [c.timed(partial(llm.embed, t)) for t in long]
                 rows.append(
                     [
-                        "1 busy process" if busy else "no extra load",
+                        "+1 busy process" if busy else "as found (see loadavg)",
                         th,
                         f"{len(ts) / sum(ts):.1f}",
                         f"{c.ms(c.pct(ts, 50))} / {c.ms(c.pct(ts, 95))}",
@@ -188,7 +193,8 @@ def threads_under_contention(model: Path, n_short: int, n_long: int) -> list[str
             if hog is not None:
                 hog.kill()
                 hog.wait()
-    out = [f"\n### raw llm.embed, 1 vs 2 threads, with and without one competing busy process ({os.cpu_count()} cores)\n"]
+    title = "raw llm.embed, 1 vs 2 threads, as found and with one more busy process"
+    out = [f"\n### {title} ({os.cpu_count()} cores; at start: {load})\n"]
     out.append(
         c.table(["load", "threads", "short texts/s", "short p50 / p95 ms", "100-word texts/s", "100-word p50 / p95 ms"], rows)
     )
@@ -218,7 +224,7 @@ def main() -> None:
             out = run_length(kind, n, rounds, 20 if kind == "short" else 5, model, work)
             print("\n".join(out), flush=True)
     if not args.no_contention:
-        print("\n".join(threads_under_contention(model, 100 if args.quick else 200, 15 if args.quick else 40)))
+        print("\n".join(threads_under_contention(model, 100, 15 if args.quick else 20)))
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ t = [("start", time.perf_counter())]
 def mark(name): t.append((name, time.perf_counter()))
 import memcli.cli.app; mark("import memcli.cli (typer, rich)")
 from memcli.api import Memcli
-m = Memcli(); mark("Memcli() (config)")
+m = Memcli(); mark("import memcli.api + Memcli()")
 store = m.ctx.store; mark("open catalog (SQLite) + reconcile")
 store.index.client; mark("import chromadb + PersistentClient")
 import llama_cpp; mark("import llama_cpp")
@@ -61,6 +61,15 @@ store.catalog.keyword(Filter(space="default"), {query!r}, 50); mark("first FTS5 
 m.recall({query!r}); mark("one full recall (now warm)")
 print(json.dumps([(n, t[i + 1][1] - t[i][1]) for i, (n, _) in enumerate(t[1:])]))
 """
+
+
+def embed_threads(home: Path, model: Path) -> int:
+    from memcli.backends.llama_embedder import default_threads
+
+    m = c.open_store(home, model)
+    n = int(m.ctx.settings.embedding.n_threads) or default_threads()
+    m.close()
+    return n
 
 
 def main() -> None:
@@ -75,7 +84,7 @@ def main() -> None:
     runs = max(7, args.runs or (7 if args.quick else 10))
     model = c.model_file(args.cache or c.DEFAULT_CACHE)
     info = c.build_store(args.size, real=args.real, model=model, cache=args.cache)
-    threads = max(1, min(4, os.cpu_count() or 1))  # what memcli's embedder uses by default
+    threads = embed_threads(info.home, model)  # the floor uses the thread count memcli's embedder uses
     env = dict(os.environ, MEMCLI_HOME=str(info.home), MEMCLI_EMBEDDING_MODEL=str(model), NO_COLOR="1")
     py = sys.executable
     memcli = str(c.BIN / "memcli")
@@ -97,6 +106,7 @@ def main() -> None:
             times[name].append(c.run_cold(argv, env))
 
     floor = c.median(times[rows[4][0]])
+    floor_min = min(times[rows[4][0]])
     base = c.median(times[rows[0][0]])
     goals = {
         "memcli --help": ("< 0.30 s", c.median(times["memcli --help"]) < 0.30),
@@ -121,10 +131,11 @@ def main() -> None:
                 f"{max(ts):.3f}",
                 c.ratio(c.median(ts), base),
                 c.ratio(c.median(ts), floor),
+                c.ratio(min(ts), floor_min),
                 "" if g is None else f"{g[0]}: {'met' if g[1] else 'MISSED'}",
             ]
         )
-    print(c.table(["command", "median s", "min s", "max s", "÷ python", "÷ floor", "goal"], out))
+    print(c.table(["command", "median s", "min s", "max s", "÷ python", "÷ floor", "min ÷ floor min", "goal"], out))
 
     # Phases of one cold recall, medians over the runs.
     phases: dict[str, list[float]] = {}

@@ -17,15 +17,16 @@ import builtins
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memcli.context import Context
 from memcli.paths import Paths
 from memcli.records import AddResult, ForgetResult, Kind, Memory, Page, RecallResult, Stats
-from memcli.services import doctor as _doctor
-from memcli.services import ingest as _ingest
-from memcli.services import memories as _memories
-from memcli.services import recall as _recall
-from memcli.services import reindex as _reindex
+
+if TYPE_CHECKING:
+    from memcli.services.doctor import DoctorReport
+    from memcli.services.ingest import IngestReport
+    from memcli.services.reindex import ReindexResult
 
 
 class Memcli:
@@ -65,6 +66,8 @@ class Memcli:
         space: str | None = None,
         source: str = "api",
     ) -> AddResult:
+        from memcli.services import memories as _memories
+
         return _memories.add(self.ctx, text, kind=kind, tags=tags, pinned=pinned, when=when, space=space, source=source)
 
     def recall(
@@ -85,6 +88,8 @@ class Memcli:
         """Hybrid recall. ``now`` is the reference time for relative expressions and recency;
         ``context`` adds that many neighbours (same document/conversation) to each hit;
         ``time_aware`` reads time expressions in the query; ``touch`` counts the recall."""
+        from memcli.services import recall as _recall
+
         return _recall.recall(
             self.ctx,
             query,
@@ -101,6 +106,8 @@ class Memcli:
         )
 
     def show(self, ref: str) -> Memory:
+        from memcli.services import memories as _memories
+
         return _memories.show(self.ctx, ref)
 
     def list(
@@ -115,6 +122,8 @@ class Memcli:
         offset: int = 0,
         space: str | None = None,
     ) -> Page:
+        from memcli.services import memories as _memories
+
         return _memories.list_memories(
             self.ctx, space=space, kinds=kinds, tags=tags, since=since, until=until, trash=trash, limit=limit, offset=offset
         )
@@ -129,12 +138,18 @@ class Memcli:
         dry_run: bool = False,
         space: str | None = None,
     ) -> ForgetResult:
+        from memcli.services import memories as _memories
+
         return _memories.forget(self.ctx, refs, query=query, k=k, space=space, purge=purge, dry_run=dry_run)
 
     def restore(self, refs: Sequence[str]) -> builtins.list[Memory]:
+        from memcli.services import memories as _memories
+
         return _memories.restore(self.ctx, refs)
 
     def stats(self, *, space: str | None = None) -> Stats:
+        from memcli.services import memories as _memories
+
         return _memories.stats(self.ctx, space)
 
     def ingest(
@@ -150,9 +165,11 @@ class Memcli:
         prune_missing: bool = False,
         dry_run: bool = False,
         progress: Callable[[int, int, int], None] | None = None,
-    ) -> _ingest.IngestReport:
+    ) -> IngestReport:
         """Ingest files/directories (Markdown, text, JSONL) and optionally ``stdin`` bytes.
         ``progress(files_done, files_total, chunks_added)`` is called between files."""
+        from memcli.services import ingest as _ingest
+
         return _ingest.ingest(
             self.ctx,
             [Path(p) for p in paths],
@@ -167,11 +184,15 @@ class Memcli:
             progress=progress,
         )
 
-    def reindex(self, progress: Callable[[int, int], None] | None = None) -> _reindex.ReindexResult:
+    def reindex(self, progress: Callable[[int, int], None] | None = None) -> ReindexResult:
+        from memcli.services import reindex as _reindex
+
         return _reindex.reindex(self.ctx, progress)
 
-    def doctor(self, *, repair: bool = False) -> _doctor.DoctorReport:
+    def doctor(self, *, repair: bool = False) -> DoctorReport:
         """Check that catalog, keyword index and vector index agree; ``repair`` rebuilds from the catalog."""
+        from memcli.services import doctor as _doctor
+
         return _doctor.doctor(self.ctx, repair=repair)
 
     def close(self) -> None:

@@ -56,6 +56,7 @@ class VectorIndex(Protocol):
         kinds: Sequence[str] = (),
         since: float | None = None,
         until: float | None = None,
+        ids: Sequence[str] | None = None,  # restrict to these ids (the filters are then ignored)
     ) -> list[VectorHit]: ...
 
     def count(self, space: str) -> int: ...

@@ -106,22 +106,23 @@ class ChromaIndex:
         kinds: Sequence[str] = (),
         since: float | None = None,
         until: float | None = None,
+        ids: Sequence[str] | None = None,
     ) -> list[VectorHit]:
         col = self._col(space, create=False)
-        if col is None:
+        if col is None or n <= 0 or (ids is not None and not ids):
             return []
-        total = col.count()
-        if total == 0 or n <= 0:
-            return []
+        # No count() first: it cost more than the query itself at 100k (6.7 vs 2.5 ms), and Chroma
+        # returns what exists when n_results exceeds it.
         res = col.query(
             query_embeddings=[list(vector)],  # type: ignore[arg-type]
-            n_results=min(n, total),
-            where=_where(kinds, since, until),
+            n_results=n,
+            ids=list(ids) if ids is not None else None,
+            where=None if ids is not None else _where(kinds, since, until),
             include=["distances"],
         )
-        ids = res["ids"][0]
+        found = res["ids"][0] if res["ids"] else []
         dists = (res.get("distances") or [[]])[0]
-        return [VectorHit(i, 1.0 - float(d)) for i, d in zip(ids, dists)]
+        return [VectorHit(i, 1.0 - float(d)) for i, d in zip(found, dists)]
 
     def count(self, space: str) -> int:
         col = self._col(space, create=False)
