@@ -185,12 +185,12 @@ class Filter:
         return " AND ".join(parts), args
 
 
-def fts_query(text: str) -> str | None:
-    """An FTS5 OR-query of the words in ``text`` (stopwords dropped unless nothing else is left)."""
+def fts_query(text: str, op: str = "OR") -> str | None:
+    """An FTS5 query joining the words in ``text`` with ``op`` (stopwords dropped unless nothing else is left)."""
     words = [w for w in re.findall(r"\w+", text.lower()) if len(w) > 1 or w.isdigit()]
     content = [w for w in words if w not in STOPWORDS] or words
     seen = dict.fromkeys(content)
-    return " OR ".join(f'"{w}"' for w in seen) if seen else None
+    return f" {op} ".join(f'"{w}"' for w in seen) if seen else None
 
 
 def row_to_memory(r: Sequence[Any]) -> Memory:
@@ -326,6 +326,15 @@ class Catalog:
             if total <= limit:
                 return [(r[0], -float(r[1])) for r in rows]
         return []
+
+    def matches_all_terms(self, f: Filter, query: str) -> bool:
+        """Does some memory passing ``f`` contain every content word of ``query``? (Strong keyword evidence.)"""
+        match = fts_query(query, "AND")
+        if match is None:
+            return False
+        where, args = f.sql()
+        q = f"SELECT 1 FROM memory_fts JOIN memories m ON m.rowid = memory_fts.rowid WHERE memory_fts MATCH ? AND {where} LIMIT 1"
+        return self.db.execute(q, [match, *args]).fetchone() is not None
 
     def filtered_ids(self, f: Filter, cap: int) -> list[str] | None:
         """Ids of active memories that pass ``f``'s kind/time filter, or None when more than ``cap``

@@ -106,7 +106,10 @@ def recall(
             )
         )
     confidence = max((s for _, s in dense_rank.values()), default=0.0)
-    abstained = not hits or (confidence < rs.min_similarity and not kw_rank)
+    # Any keyword hit is weak evidence: 94% of questions asked of an unrelated store had one (common
+    # words; benchmarks/abstention.py). A memory holding every content word of the query is strong
+    # evidence (a name, a rare term) even when the dense similarity is low.
+    abstained = not hits or (confidence < rs.min_similarity and not store.catalog.matches_all_terms(f, keyword_query))
     if touch and not abstained:
         store.touch([h.memory.id for h in hits])
     filters = {
