@@ -333,7 +333,9 @@ class Catalog:
         if match is None:
             return False
         where, args = f.sql()
-        q = f"SELECT 1 FROM memory_fts JOIN memories m ON m.rowid = memory_fts.rowid WHERE memory_fts MATCH ? AND {where} LIMIT 1"
+        # IN (subquery) makes SQLite run the FTS5 match once; as a JOIN the planner scanned the space's
+        # rows and probed FTS5 for each: 17 s instead of 15 ms at 100k.
+        q = f"SELECT 1 FROM memories m WHERE m.rowid IN (SELECT rowid FROM memory_fts WHERE memory_fts MATCH ?) AND {where} LIMIT 1"
         return self.db.execute(q, [match, *args]).fetchone() is not None
 
     def filtered_ids(self, f: Filter, cap: int) -> list[str] | None:
