@@ -51,7 +51,7 @@ def test_duplicates_are_not_stored_twice(mem: Memcli) -> None:
 
 def test_recall_updates_counters(mem: Memcli) -> None:
     m = mem.add(FACTS[1]).added[0]
-    mem.recall("running race time", k=1)
+    mem.recall("my personal best at the Harbour 10K", k=1)
     mem.recall("10K personal best", k=1)
     shown = mem.show(m.id)
     assert shown.access_count == 2 and shown.last_access is not None
