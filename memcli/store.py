@@ -309,7 +309,7 @@ class MemoryStore:
                     )
                 self.catalog.audit(db, now, [(i, "trash", {"reason": reason}) for i in ids])
             for space in {m.space for m in memories}:
-                self.index.delete(space, [m.id for m in memories if m.space == space and m.id in ids])
+                self.index.delete(space, [m.id for m in memories if m.space == space and m.state == "active"])
             with self.catalog.transaction() as db:
                 self.catalog.set_vec_state(db, ids, "absent")
 

@@ -95,3 +95,14 @@ def test_cli_explain_shows_window_and_context(cli) -> None:  # type: ignore[no-u
     assert "October 2025" in r.err and "tulip" in r.out
     r = cli("recall", "string theory in detail")
     assert "nothing relevant found" in r.err and r.out == ""
+
+
+def test_explicit_window_is_never_dropped(dated: Memcli) -> None:
+    """Only a window read from the query falls back to everything; the user's own --since/--until stay."""
+    r = dated.recall(
+        "dentist in March 2023",
+        now=NOW,
+        since=datetime(2019, 1, 1, tzinfo=UTC),
+        until=datetime(2019, 2, 1, tzinfo=UTC),
+    )
+    assert r.hits == ()

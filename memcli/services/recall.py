@@ -17,6 +17,7 @@ memories' event time (falling back to the whole store when the window holds noth
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from memcli.backends.catalog import Filter
@@ -57,6 +58,7 @@ def recall(
     keyword_query = query
     recency_weight = rs.recency_weight
     window = ""
+    from_hint = False  # only a window read from the query may be dropped when it holds nothing
     if time_aware:
         from memcli.text.timequery import parse_time_hint
 
@@ -66,22 +68,17 @@ def recall(
             keyword_query = hint.query or query
             if since is None and until is None and not hint.soft and (hint.since or hint.until):
                 since, until = hint.since, hint.until
+                from_hint = True
             if hint.prefer_recent:
                 recency_weight *= PREFERENCE_BOOST
             elif hint.prefer_old:
                 recency_weight *= -PREFERENCE_BOOST
     base = Filter(space=space, kinds=tuple(x.value for x in kinds), tags=tuple(tags))
-    f = Filter(
-        space=space,
-        kinds=base.kinds,
-        tags=base.tags,
-        since=since.timestamp() if since else None,
-        until=until.timestamp() if until else None,
-    )
+    f = replace(base, since=since.timestamp() if since else None, until=until.timestamp() if until else None)
     store = ctx.store
     qv = ctx.embedder.embed_query(query)
     scored, memories, dense_rank, kw_rank = _candidates(ctx, f, qv, keyword_query, k, recency_weight, ref.timestamp())
-    if not scored and window and (f.since is not None or f.until is not None):
+    if not scored and from_hint:
         window += " — nothing there, searched everything"
         scored, memories, dense_rank, kw_rank = _candidates(ctx, base, qv, keyword_query, k, recency_weight, ref.timestamp())
     hits = []
