@@ -52,9 +52,13 @@ def main() -> int:
     print("| min_similarity | abstains when absent | abstains when present |")
     print("|---|---|---|")
     for t in THRESHOLDS:
-        print(f"| {t:.2f} | {100 * sum(c < t for c, _ in neg) / len(neg):.1f}% | {100 * sum(c < t for c, _ in pos) / len(pos):.1f}% |")
-    print(f"\nmemcli's rule at the configured threshold (low similarity and no memory holding every content word):"
-          f" abstains {100 * sum(a for _, a in neg) / len(neg):.1f}% when absent, {100 * sum(a for _, a in pos) / len(pos):.1f}% when present")
+        print(
+            f"| {t:.2f} | {100 * sum(c < t for c, _ in neg) / len(neg):.1f}% | {100 * sum(c < t for c, _ in pos) / len(pos):.1f}% |"
+        )
+    print(
+        f"\nmemcli's rule at the configured threshold (low similarity and no memory holding every content word):"
+        f" abstains {100 * sum(a for _, a in neg) / len(neg):.1f}% when absent, {100 * sum(a for _, a in pos) / len(pos):.1f}% when present"
+    )
     return 0
 
 

@@ -17,16 +17,22 @@ import builtins
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from memcli.context import Context
 from memcli.paths import Paths
 from memcli.records import AddResult, ForgetResult, Kind, Memory, Page, RecallResult, Stats
 
 if TYPE_CHECKING:
+    from memcli.backends.base import ChatModel
+    from memcli.services.chat import ChatSession
+    from memcli.services.consolidate import ConsolidateReport
     from memcli.services.doctor import DoctorReport
+    from memcli.services.history import MemoryHistory
     from memcli.services.ingest import IngestReport
+    from memcli.services.prune import PrunePlan, PruneResult
     from memcli.services.reindex import ReindexResult
+    from memcli.services.transfer import ExportResult, ImportResult
 
 
 class Memcli:
@@ -84,10 +90,12 @@ class Memcli:
         context: int = 0,
         time_aware: bool = True,
         touch: bool = True,
+        as_of: datetime | None = None,
     ) -> RecallResult:
         """Hybrid recall. ``now`` is the reference time for relative expressions and recency;
         ``context`` adds that many neighbours (same document/conversation) to each hit;
-        ``time_aware`` reads time expressions in the query; ``touch`` counts the recall."""
+        ``time_aware`` reads time expressions in the query; ``touch`` counts the recall;
+        ``as_of`` answers with what was true at that time (default: what is true now)."""
         from memcli.services import recall as _recall
 
         return _recall.recall(
@@ -103,7 +111,24 @@ class Memcli:
             context=context,
             time_aware=time_aware,
             touch=touch,
+            as_of=as_of,
         )
+
+    def chat(
+        self,
+        model: ChatModel | str | None = None,
+        *,
+        remember: bool = True,
+        system: str | None = None,
+        space: str | None = None,
+    ) -> ChatSession:
+        """A chat session grounded in memory. ``model``: a ChatModel, a GGUF path / model name, or None
+        for the configured one. ``remember=False`` is incognito: nothing from the session is stored.
+        Call ``session.close()`` at the end: it finishes learning from the conversation."""
+        from memcli.services.chat import ChatSession
+
+        llm = model if model is not None and not isinstance(model, str) else self.ctx.load_chat_model(model)
+        return ChatSession(self.ctx, llm, space=space, remember=remember, system=system)
 
     def show(self, ref: str) -> Memory:
         from memcli.services import memories as _memories
@@ -197,3 +222,85 @@ class Memcli:
 
     def close(self) -> None:
         self.ctx.close()
+
+    def consolidate(
+        self,
+        *,
+        space: str | None = None,
+        model: ChatModel | str | None = None,
+        use_llm: bool = True,
+        dry_run: bool = False,
+        since: datetime | None = None,
+        wait: bool = False,
+        now: datetime | None = None,
+    ) -> ConsolidateReport:
+        """Deduplicate, reconcile, summarise, update the profile, link, report decay (``memcli consolidate``).
+        ``model``: a ChatModel, a GGUF path / model name, or None for the configured one (the LLM steps
+        are skipped, and the report says so, when there is none or ``use_llm`` is False). ``since``:
+        only what changed since then (default: since the last run). ``dry_run``: report, change nothing.
+        Raises MemcliFailure (ExitCode.BUSY) if another consolidate holds the lock, unless ``wait``."""
+        from memcli.services import consolidate as _consolidate
+
+        return _consolidate.consolidate(
+            self.ctx, space=space, model=model, use_llm=use_llm, dry_run=dry_run, since=since, wait=wait, now=now
+        )
+
+    def prune(
+        self,
+        *,
+        space: str | None = None,
+        kinds: Sequence[Kind] = (),
+        older_than: float | None = None,
+        threshold: float | None = None,
+        now: datetime | None = None,
+        apply: bool = False,
+        purge: bool = False,
+    ) -> PruneResult:
+        """Faded memories (retention below ``[lifecycle] prune_threshold``, or ``threshold``) and trash
+        older than ``[lifecycle] trash_max_age_days``. Without ``apply`` only the plan (``result.plan``);
+        with it, faded memories go to the trash (erased with ``purge``) and old trash is erased. Pinned,
+        profile, recently recalled and retired memories are never pruned. ``older_than``: only memories
+        not recalled or recorded in that many days."""
+        from memcli.services import prune as _prune
+
+        return _prune.prune(
+            self.ctx, space=space, kinds=kinds, older_than=older_than, threshold=threshold, now=now, apply=apply, purge=purge
+        )
+
+    def apply_prune(self, plan: PrunePlan, *, purge: bool = False) -> PruneResult:
+        """Carry out a plan from :meth:`prune` (after showing it); memories changed since are skipped."""
+        from memcli.services import prune as _prune
+
+        return _prune.apply_prune(self.ctx, plan, purge=purge)
+
+    def history(self, ref: str) -> MemoryHistory:
+        """A memory's audit log, links and temporal fields (also for a purged id: its audit entries)."""
+        from memcli.services import history as _history
+
+        return _history.history(self.ctx, ref)
+
+    def export(
+        self,
+        dest: str | Path | IO[str] | None,
+        *,
+        space: str | None = None,
+        trash: bool = True,
+        markdown: str | Path | None = None,
+    ) -> ExportResult:
+        """Write every memory (all fields, embeddings, links, audit, sources) as versioned JSONL to
+        ``dest`` (a path, written atomically and owner-only, or a text stream); ``markdown``: also a
+        readable tree DIR/SPACE/KIND.md. ``space`` None exports every space. Format: README."""
+        from memcli.services import transfer as _transfer
+
+        target = Path(dest) if isinstance(dest, str) else dest
+        return _transfer.export(
+            self.ctx, target, space=space, trash=trash, markdown=Path(markdown) if markdown is not None else None
+        )
+
+    def import_(self, source: str | Path | bytes, *, name: str | None = None) -> ImportResult:
+        """Import a file written by :meth:`export` (a path, or its bytes). Ids are kept; ids already in
+        the store are skipped; embeddings are reused when the model matches the store's, re-computed
+        otherwise. The whole file is checked first: a malformed one imports nothing."""
+        from memcli.services import transfer as _transfer
+
+        return _transfer.import_(self.ctx, Path(source) if isinstance(source, str) else source, name=name)

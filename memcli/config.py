@@ -8,6 +8,7 @@ from the file (constructing them from the file would fail).
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, fields
 from importlib import resources
@@ -55,6 +56,66 @@ class IngestSettings:
 
 
 @dataclass(frozen=True)
+class ChatSettings:
+    backend: str
+    model: str
+    url: str
+    server_model: str
+    api_key_env: str
+    api_key_file: str
+    n_ctx: int
+    n_threads: int
+    n_gpu_layers: int
+    chat_format: str
+    temperature: float
+    max_reply_tokens: int
+    system: str
+    persona: str
+    budget_tokens: int
+    profile_tokens: int
+    memory_tokens: int
+    summary_tokens: int
+    recall_k: int
+    extract: bool
+    similar_facts: int
+    duplicate_similarity: float
+    related_similarity: float
+    forget_similarity: float
+
+
+@dataclass(frozen=True)
+class ConsolidateSettings:
+    dedupe_kinds: list[str]
+    duplicate_similarity: float
+    duplicate_jaccard: float
+    related_similarity: float
+    reconcile_candidates: int
+    daily_words: int
+    weekly_words: int
+    input_tokens: int
+    link_kinds: list[str]
+    link_similarity: float
+    link_max: int
+    max_llm_calls: int
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class LifecycleSettings:
+    strength_note: float
+    strength_episode: float
+    strength_fact: float
+    strength_summary: float
+    strength_profile: float
+    recall_growth: float
+    importance_factor: float
+    prune_threshold: float
+    protect_recalled_days: float
+    trash_max_age_days: float
+    retention_weight: float
+
+
+@dataclass(frozen=True)
 class OutputSettings:
     color: str
 
@@ -64,10 +125,34 @@ SECTIONS: dict[str, type[Any]] = {
     "embedding": EmbeddingSettings,
     "recall": RecallSettings,
     "ingest": IngestSettings,
+    "chat": ChatSettings,
+    "consolidate": ConsolidateSettings,
+    "lifecycle": LifecycleSettings,
     "output": OutputSettings,
 }
 
-CHOICES: dict[tuple[str, str], tuple[str, ...]] = {("output", "color"): ("auto", "always", "never")}
+# Bounds and formats the type alone does not give, for settings read by the store, recall and ingest.
+MINIMUMS: dict[tuple[str, str], int] = {
+    ("recall", "k"): 1,
+    ("recall", "candidates"): 1,
+    ("recall", "rrf_k"): 0,
+    ("embedding", "n_threads"): 0,
+    ("embedding", "n_ctx"): 16,
+    ("embedding", "max_tokens"): 0,
+    ("ingest", "max_file_mb"): 1,
+    ("ingest", "neighbour_keys"): 0,
+}
+PATTERNS: dict[tuple[str, str], tuple[str, str]] = {
+    ("store", "space"): (
+        r"[a-z0-9][a-z0-9_-]{0,62}",
+        "1-63 characters of a-z, 0-9, '-' and '_', starting with a letter or digit",
+    ),
+}
+
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("output", "color"): ("auto", "always", "never"),
+    ("chat", "backend"): ("llama", "openai"),
+}
 
 
 @dataclass(frozen=True)
@@ -76,6 +161,9 @@ class Settings:
     embedding: EmbeddingSettings
     recall: RecallSettings
     ingest: IngestSettings
+    chat: ChatSettings
+    consolidate: ConsolidateSettings
+    lifecycle: LifecycleSettings
     output: OutputSettings
     # (section, key) -> where the effective value came from, for `memcli config show`.
     sources: dict[tuple[str, str], str]
@@ -142,6 +230,20 @@ def _check(where: str, section: str, key: str, default: Value, value: object) ->
     if choices and value not in choices:
         raise config_error(
             f"{where}: [{section}] {key} must be one of {', '.join(choices)}, got {value!r}",
+            hint="Fix the value, or remove the key to use the default.",
+        )
+    # Flags keep their own usage errors (exit 2); a file or variable gets a config error naming it, instead
+    # of a later failure that blames a flag (`-k must be at least 1`) or the model (n_ctx) for it.
+    low = MINIMUMS.get((section, key))
+    if where != "command line" and low is not None and value < low:  # type: ignore[operator]
+        raise config_error(
+            f"{where}: [{section}] {key} must be at least {low}, got {value!r}",
+            hint="Fix the value, or remove the key to use the default.",
+        )
+    pattern = PATTERNS.get((section, key))
+    if where != "command line" and pattern is not None and not re.fullmatch(pattern[0], str(value)):
+        raise config_error(
+            f"{where}: [{section}] {key} must be {pattern[1]}, got {value!r}",
             hint="Fix the value, or remove the key to use the default.",
         )
     return value  # type: ignore[return-value]

@@ -11,8 +11,8 @@ from functools import cached_property
 from pathlib import Path
 
 from memcli import config
-from memcli.backends.base import Embedder, VectorIndex
-from memcli.errors import model_error, store_error
+from memcli.backends.base import ChatModel, Embedder, VectorIndex
+from memcli.errors import config_error, model_error, store_error
 from memcli.paths import Paths, ensure_private_dir
 from memcli.store import MemoryStore, check_space
 
@@ -112,6 +112,63 @@ class Context:
     @cached_property
     def embedder(self) -> Embedder:
         return self.load_embedder()
+
+    def chat_model_path(self, name: str | None = None) -> Path:
+        name = name or self.settings.chat.model
+        if not name:
+            raise model_error(
+                "no chat model is configured",
+                hint="Get the recommended one with `memcli models pull qwen2.5-1.5b-instruct` (or the smaller "
+                "qwen2.5-0.5b-instruct) and set [chat] model to its file name, or pass --model PATH to a GGUF "
+                'chat model. A model on another machine: set [chat] backend = "openai" and [chat] url.',
+            )
+        p = Path(name).expanduser()
+        if not p.is_absolute() and not p.exists():
+            p = self.paths.models_dir / name
+        if not p.exists():
+            raise model_error(
+                f"chat model {name!r} not found (looked for {p})",
+                hint="`memcli models list` shows installed models; `memcli models pull NAME` downloads one.",
+            )
+        return p
+
+    def load_chat_model(self, model: str | None = None) -> ChatModel:
+        """The configured chat backend (a closed registry: "llama" in-process, "openai" any compatible server)."""
+        cs = self.settings.chat
+        if cs.backend == "openai":
+            from memcli.backends.openai_chat import OpenAIChat
+
+            if not cs.url:
+                raise config_error(
+                    '[chat] backend is "openai" but [chat] url is empty',
+                    hint="Set [chat] url to the server's base URL, e.g. http://127.0.0.1:8080/v1.",
+                )
+            return OpenAIChat(
+                cs.url, model or cs.server_model or "default", api_key=self._api_key(), n_ctx=cs.n_ctx, timeout=60.0
+            )
+        from memcli.backends.llama_chat import LlamaChat
+
+        return LlamaChat(
+            self.chat_model_path(model),
+            n_ctx=cs.n_ctx,
+            n_threads=cs.n_threads,
+            n_gpu_layers=cs.n_gpu_layers,
+            chat_format=cs.chat_format or None,
+        )
+
+    def _api_key(self) -> str | None:
+        cs = self.settings.chat
+        if cs.api_key_env and self.env.get(cs.api_key_env):
+            return self.env[cs.api_key_env].strip()
+        if cs.api_key_file:
+            try:
+                return Path(cs.api_key_file).expanduser().read_text(encoding="utf-8").strip() or None
+            except OSError as e:
+                raise config_error(
+                    f"cannot read [chat] api_key_file {cs.api_key_file}: {e.strerror or e}",
+                    hint="Point it at a readable file holding only the key, or use the environment variable.",
+                )
+        return None
 
     def close(self) -> None:
         if "store" in self.__dict__:

@@ -21,7 +21,8 @@ class ExitCode(IntEnum):
     MODEL = 5  # no model, wrong model, model failed to load
     STORE = 6  # store unreadable, locked, created by another embedding model
     PARTIAL = 7  # the job finished but skipped some input (see the summary)
-    NETWORK = 8  # a download the user asked for failed
+    NETWORK = 8  # a download the user asked for failed, or the configured chat server is unreachable/refuses
+    BUSY = 9  # another `memcli consolidate` holds its lock (cron overlap); nothing was done
     INTERRUPTED = 130  # Ctrl-C; what was committed stays consistent
 
 

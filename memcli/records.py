@@ -43,12 +43,32 @@ class Memory:
     embed_model: str
     keys: str  # extra key text indexed for keyword search (heading path, date in words, ...)
     state: str  # "active" or "trashed"
+    # Temporal truth: when it became / stopped being true, and when memcli retired it (superseded by
+    # a newer fact or refined into a better one). A retired memory is history, not what is true now.
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    retired_at: datetime | None = None
+    superseded_by: str | None = None
+
+    @property
+    def current(self) -> bool:
+        return self.retired_at is None
+
+    def true_at(self, at: datetime) -> bool:
+        """Was this true at ``at``, as memcli knows now? (for recall --as-of)"""
+        start = self.valid_from or self.event_at or self.recorded_at
+        if start > at:
+            return False
+        if self.valid_until is not None:
+            return self.valid_until > at
+        # Retired without an end of validity (refined, merged): the successor says the same, better.
+        return self.retired_at is None or self.retired_at > at
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["kind"] = self.kind.value
         d["tags"] = list(self.tags)
-        for k in ("recorded_at", "event_at", "last_access"):
+        for k in ("recorded_at", "event_at", "last_access", "valid_from", "valid_until", "retired_at"):
             d[k] = ts(d[k])
         return d
 

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -78,6 +79,7 @@ class NewMemory:
     keys: str = ""
     recorded_at: float | None = None  # default: now
     space: str | None = None  # default: the space the batch is written to
+    valid_from: float | None = None  # when it became true, if that differs from event_at
 
 
 def embed_input(text: str, keys: str) -> str:
@@ -94,6 +96,9 @@ class MemoryStore:
         self._index: VectorIndex | None = None
         self._lock_file: IO[str] | None = None
         self._lock_depth = 0
+        # Chat writes memories from a background thread: threads of one process queue here, processes
+        # at the fcntl lock below.
+        self._thread_lock = threading.RLock()
         self.on_wait: Callable[[], None] | None = None  # told when a writer must wait for another process
 
     @property
@@ -108,7 +113,12 @@ class MemoryStore:
     # -- locking & consistency -------------------------------------------------------------------
     @contextmanager
     def write_lock(self, wait: bool = True) -> Iterator[None]:
-        """Exclusive across processes; re-entrant within one."""
+        """Exclusive across processes and threads; re-entrant within one thread."""
+        with self._thread_lock, self._process_lock(wait):
+            yield
+
+    @contextmanager
+    def _process_lock(self, wait: bool) -> Iterator[None]:
         if self._lock_depth == 0:
             lock_path = self.data_dir / "write.lock"
             f = open(os.open(lock_path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600), "a")  # noqa: SIM115 - held across the with-block below
@@ -169,6 +179,11 @@ class MemoryStore:
                 self.catalog.set_meta(db, "embed_model", embedder.model_id)
                 self.catalog.set_meta(db, "embed_dim", str(embedder.dim))
             return
+        if model.startswith("reindexing:"):
+            raise store_error(
+                f"a `memcli reindex` to {model.removeprefix('reindexing:')} was interrupted",
+                hint="Run `memcli reindex` again to finish it (memories already re-embedded are kept).",
+            )
         if model != embedder.model_id or int(dim or 0) != embedder.dim:
             raise store_error(
                 f"this store was built with embedding model {model} ({dim} dimensions), "
@@ -215,6 +230,7 @@ class MemoryStore:
                 model_id,
                 vec_to_blob(v),
                 m.keys,
+                m.valid_from,
             )
             for mid, (m, v) in zip(ids, items)
         ]
@@ -228,8 +244,8 @@ class MemoryStore:
                     self.catalog.audit(db, now, [(i, "delete", {"reason": "superseded"}) for i in gone])
                 db.executemany(
                     "INSERT INTO memories(id, space, text, kind, source, position, recorded_at, event_at, tags, "
-                    "pinned, importance, content_hash, embed_model, embedding, keys, vec_state) "
-                    "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending_add')",
+                    "pinned, importance, content_hash, embed_model, embedding, keys, valid_from, vec_state) "
+                    "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending_add')",
                     rows,
                 )
                 self.catalog.fts_add(db, ids)
@@ -277,6 +293,7 @@ class MemoryStore:
             db.execute(f"DELETE FROM memories WHERE id IN ({marks})", part)
             # Keep that a deletion happened (an id and a time), nothing of what was said.
             db.execute(f"DELETE FROM audit WHERE memory_id IN ({marks})", part)
+            db.execute(f"DELETE FROM links WHERE src IN ({marks}) OR dst IN ({marks})", part + part)
 
     def _drop_tombstones(self) -> None:
         tombs = self.catalog.tombstones()
@@ -342,13 +359,66 @@ class MemoryStore:
                 self._delete_rows(db, ids)
                 db.executemany("INSERT OR IGNORE INTO tombstones(id, space) VALUES(?, ?)", [(m.id, m.space) for m in memories])
                 self.catalog.audit(db, time.time(), [(i, "purge", {}) for i in ids])
+                self._purge_from_keys(db, memories)
+                # A quarantined LLM output may quote what is being purged: it goes too.
+                db.executemany("DELETE FROM quarantine WHERE instr(raw, ?) > 0", [(m.text,) for m in memories])
                 # Rewrite the keyword index so deleted terms do not survive in its old segments.
                 db.execute("INSERT INTO memory_fts(memory_fts) VALUES('optimize')")
             self._drop_tombstones()
             # Rebuild the file and empty the write-ahead log: no old page keeps the text.
             self.catalog.db.execute("VACUUM")
             self.catalog.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return ["text and metadata", "embedding", "keyword index entry", "vector index entry", "audit details"]
+        return ["text and metadata", "embedding", "keyword index entry", "vector index entry", "audit details", "links"]
+
+    def _purge_from_keys(self, db: Any, memories: Sequence[Memory]) -> None:
+        """Conversation turns carry their neighbours' text as extra keys (ingest): a purged turn's text
+        must go from there too, or it survives in the catalog and the keyword index. Only its own
+        conversation (same source) is touched; the neighbours' keyword entries are rewritten, their
+        vectors (computed from those keys) are left as they are."""
+        for m in memories:
+            if not m.text:
+                continue
+            near = db.execute(
+                "SELECT id, state FROM memories WHERE source = ? AND instr(keys, ?) > 0", (m.source, m.text)
+            ).fetchall()
+            if not near:
+                continue
+            active = [r[0] for r in near if r[1] == "active"]
+            self.catalog.fts_remove(db, active)  # with the old keys, before they change
+            db.executemany(
+                "UPDATE memories SET keys = trim(replace(replace(keys, ?, ''), '  ', ' ')) WHERE id = ?",
+                [(m.text, r[0]) for r in near],
+            )
+            self.catalog.fts_add(db, active)
+
+    def retire(self, old: Memory, successor: str, *, valid_until: float | None, reason: str) -> None:
+        """Close ``old`` in favour of ``successor`` without deleting it: a contradicted fact gets the time
+        it stopped being true (``valid_until``), a refined one just stops being current. Both stay
+        searchable as history (recall --as-of, memcli history)."""
+        now = time.time()
+        with self.write_lock(), self.catalog.transaction() as db:
+            db.execute(
+                "UPDATE memories SET retired_at = ?, valid_until = coalesce(?, valid_until), superseded_by = ? WHERE id = ?",
+                (now, valid_until, successor, old.id),
+            )
+            self._link(db, successor, old.id, "supersedes" if reason == "supersede" else "refines", now)
+            self.catalog.audit(db, now, [(old.id, reason, {"by": successor, "valid_until": valid_until})])
+
+    def link(self, src: str, dst: str, kind: str) -> None:
+        with self.write_lock(), self.catalog.transaction() as db:
+            self._link(db, src, dst, kind, time.time())
+
+    @staticmethod
+    def _link(db: Any, src: str, dst: str, kind: str, at: float) -> None:
+        db.execute("INSERT OR IGNORE INTO links(src, dst, kind, at) VALUES(?, ?, ?, ?)", (src, dst, kind, at))
+
+    def quarantine(self, operation: str, source: str, error: str, raw: str) -> None:
+        """Keep an LLM output that failed to parse or validate, for `memcli doctor`; nothing is applied."""
+        with self.catalog.transaction() as db:
+            db.execute(
+                "INSERT INTO quarantine(at, operation, source, error, raw) VALUES(?, ?, ?, ?, ?)",
+                (time.time(), operation, source, error[:2000], raw[:20000]),
+            )
 
     def touch(self, ids: Sequence[str]) -> None:
         """Count a recall (feeds forgetting). Cheap and lock-free: one small SQLite transaction."""

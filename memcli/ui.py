@@ -16,7 +16,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from memcli.errors import ExitCode, MemcliFailure
@@ -100,12 +100,14 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str |
             sys.stdout.write("\t".join(v.replace("\t", " ").replace("\n", " ") for v in r) + "\n")
         return
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(title=title, show_lines=False, header_style="bold")
     for c in columns:
         t.add_column(c, overflow="fold")
     for r in rows:
-        t.add_row(*r)
+        # Text, not str: a cell like "[chat]" is user data, never Rich markup.
+        t.add_row(*(Text(v) for v in r))
     con.print(t)
 
 
@@ -121,3 +123,45 @@ def kv(pairs: Sequence[tuple[str, Any]]) -> None:
             con.print(Text(f"{k:<{width}}  ", style="bold") + Text(value))
         else:
             sys.stdout.write(f"{k}\t{value}\n")
+
+
+def stream_reply(pieces: Iterator[str]) -> tuple[str, bool]:
+    """Show a streamed reply: Markdown re-rendered live on a terminal, plain text when piped.
+    Ctrl-C stops the reply (closing the stream stops generation). Returns (text, interrupted)."""
+    con = _console()
+    text = ""
+    interrupted = False
+    gen = iter(pieces)
+    if not con.is_terminal:
+        try:
+            for piece in gen:
+                text += piece
+                sys.stdout.write(clean(piece))
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            _close(gen)
+        sys.stdout.write("\n")
+        return text, interrupted
+    from rich.live import Live
+    from rich.markdown import Markdown
+
+    with Live(Markdown(""), console=con, refresh_per_second=10, vertical_overflow="visible") as live:
+        try:
+            for piece in gen:
+                text += piece
+                live.update(Markdown(clean(text)))
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            _close(gen)
+    if interrupted:
+        notice("reply stopped")
+    return text, interrupted
+
+
+def _close(gen: Iterator[str]) -> None:
+    close = getattr(gen, "close", None)
+    if close is not None:
+        close()

@@ -19,6 +19,35 @@ import pytest
 from memcli.api import Memcli
 
 REPO = Path(__file__).resolve().parent.parent
+NETGUARD_DIR = Path(__file__).resolve().parent / "netguard"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The network guard (tests/netguard/sitecustomize.py), for this process and every subprocess."""
+    import os
+    import tempfile
+
+    fd, log = tempfile.mkstemp(prefix="memcli-netguard-", suffix=".log")
+    __import__("os").close(fd)
+    os.environ["MEMCLI_TEST_NETGUARD"] = "1"
+    os.environ["MEMCLI_TEST_NETGUARD_LOG"] = log
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(NETGUARD_DIR), os.environ.get("PYTHONPATH", "")) if p)
+    sys.path.insert(0, str(NETGUARD_DIR))
+    from sitecustomize import install  # type: ignore[import-not-found]
+
+    install()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    import os
+
+    log = Path(os.environ.get("MEMCLI_TEST_NETGUARD_LOG", ""))
+    attempts = log.read_text(encoding="utf-8") if log.is_file() else ""
+    if log.is_file():
+        log.unlink()
+    if attempts:
+        sys.stderr.write("\nnetwork guard: non-loopback network use during the tests:\n" + attempts)
+        session.exitstatus = 1
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,10 @@ Invariants every implementation keeps:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 Vector = list[float]
 
@@ -66,3 +67,34 @@ class VectorIndex(Protocol):
     def drop_space(self, space: str) -> None: ...
 
     def disk_bytes(self) -> int: ...
+
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+class ChatModel(Protocol):
+    model_id: str  # what the model is, for reports ("qwen2.5-0.5b-instruct-q4_k_m.gguf", "server:NAME")
+    n_ctx: int  # context window in tokens: the prompt plus the reply must fit
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def stream(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float = 0.7
+    ) -> Generator[str, None, None]: ...
+
+    def complete_json(
+        self,
+        messages: Sequence[ChatMessage],
+        schema: dict[str, Any],
+        *,
+        max_tokens: int,
+        cancel: threading.Event | None = None,
+    ) -> str: ...
+
+    def close(self) -> None: ...

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +22,9 @@ from typing import Any
 from memcli.errors import store_error
 from memcli.records import Kind, Memory, from_epoch
 
-SCHEMA_VERSION = 2  # 2: indexes for filtered recall (older stores gain them on open)
+# 2: indexes for filtered recall; 3: temporal truth (valid_from/valid_until/retired_at/superseded_by),
+# links between memories, quarantined LLM outputs. Older stores are upgraded in place on open.
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,6 +49,12 @@ CREATE TABLE IF NOT EXISTS memories(
     keys TEXT NOT NULL DEFAULT '',
     state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'trashed')),
     trashed_at REAL,
+    -- Temporal truth (as Zep/Graphiti): when the fact became and stopped being true in the world, and
+    -- when memcli retired it (contradicted or refined: never deleted); superseded_by names the successor.
+    valid_from REAL,
+    valid_until REAL,
+    retired_at REAL,
+    superseded_by TEXT,
     -- where the vector index stands for this row: the store replays anything 'pending_*'.
     vec_state TEXT NOT NULL CHECK (vec_state IN ('pending_add', 'indexed', 'pending_remove', 'absent'))
 );
@@ -72,6 +81,17 @@ CREATE TABLE IF NOT EXISTS audit(
 CREATE INDEX IF NOT EXISTS audit_memory ON audit(memory_id);
 -- Ids deleted from the catalog whose vectors the index may still hold; the store removes them.
 CREATE TABLE IF NOT EXISTS tombstones(id TEXT PRIMARY KEY, space TEXT NOT NULL);
+-- Typed links between memories: supersedes, refines, derived_from (a fact and the turn it came
+-- from), summarises, related.
+CREATE TABLE IF NOT EXISTS links(
+    src TEXT NOT NULL, dst TEXT NOT NULL, kind TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (src, dst, kind)
+);
+CREATE INDEX IF NOT EXISTS links_dst ON links(dst);
+-- LLM outputs that did not parse or validate: kept for inspection (`memcli doctor`), never applied.
+CREATE TABLE IF NOT EXISTS quarantine(
+    seq INTEGER PRIMARY KEY, at REAL NOT NULL, operation TEXT NOT NULL, source TEXT NOT NULL,
+    error TEXT NOT NULL, raw TEXT NOT NULL
+);
 -- What each ingested source looked like when it was last applied (for incremental ingest).
 CREATE TABLE IF NOT EXISTS sources(
     space TEXT NOT NULL, source TEXT NOT NULL, hash TEXT NOT NULL, applied_at REAL NOT NULL,
@@ -81,8 +101,10 @@ CREATE TABLE IF NOT EXISTS sources(
 
 COLUMNS = (
     "id, space, text, kind, source, position, recorded_at, event_at, tags, pinned, importance, "
-    "access_count, last_access, content_hash, embed_model, keys, state"
+    "access_count, last_access, content_hash, embed_model, keys, state, valid_from, valid_until, retired_at, superseded_by"
 )
+# Columns added after schema 2, with their types, for upgrading older stores in place.
+ADDED_COLUMNS = (("valid_from", "REAL"), ("valid_until", "REAL"), ("retired_at", "REAL"), ("superseded_by", "TEXT"))
 
 STOPWORDS = frozenset(
     [
@@ -212,12 +234,17 @@ def row_to_memory(r: Sequence[Any]) -> Memory:
         embed_model=r[14],
         keys=r[15],
         state=r[16],
+        valid_from=from_epoch(r[17]),
+        valid_until=from_epoch(r[18]),
+        retired_at=from_epoch(r[19]),
+        superseded_by=r[20],
     )
 
 
 class Catalog:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._tx_lock = threading.RLock()
         try:
             if not path.exists():
                 # Owner-only from the first byte; SQLite gives its -wal/-shm files the same mode.
@@ -236,6 +263,11 @@ class Catalog:
                 )
             if version < SCHEMA_VERSION:
                 with self.transaction():
+                    have = {r[1] for r in self.db.execute("PRAGMA table_info(memories)")}
+                    if have:  # an older store: add the new columns before the schema's indexes use them
+                        for name, typ in ADDED_COLUMNS:
+                            if name not in have:
+                                self.db.execute(f"ALTER TABLE memories ADD COLUMN {name} {typ}")
                     for stmt in re.split(r";\s*\n", SCHEMA):
                         if stmt.strip():
                             self.db.execute(stmt)
@@ -243,7 +275,8 @@ class Catalog:
         except sqlite3.DatabaseError as e:
             raise store_error(
                 f"cannot open the memory catalog {path}: {e}",
-                hint="Check that the data directory is readable and writable by you (`memcli config path`).",
+                hint="Check that the data directory is readable and writable by you (`memcli config path`) "
+                "and that the disk is not full.",
             )
 
     def close(self) -> None:
@@ -251,15 +284,18 @@ class Catalog:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write: BEGIN IMMEDIATE takes the write lock up front (no deadlocking upgrades)."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        else:
-            self.db.execute("COMMIT")
+        """One atomic write: BEGIN IMMEDIATE takes the write lock up front (no deadlocking upgrades).
+        The connection is shared by this process's threads (chat writes from a background thread), so
+        a transaction also holds a thread lock: one connection cannot run two transactions at once."""
+        with self._tx_lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            else:
+                self.db.execute("COMMIT")
 
     # -- meta ------------------------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
@@ -407,6 +443,16 @@ class Catalog:
         for i in range(0, len(ids), 500):
             part = list(ids[i : i + 500])
             db.execute(f"UPDATE memories SET vec_state = ? WHERE id IN ({','.join('?' * len(part))})", [state, *part])
+
+    def links(self, memory_id: str) -> list[tuple[str, str, str]]:
+        """(src, kind, dst) of every link touching ``memory_id``."""
+        q = "SELECT src, kind, dst FROM links WHERE src = ? UNION SELECT src, kind, dst FROM links WHERE dst = ?"
+        return [(r[0], r[1], r[2]) for r in self.db.execute(q, (memory_id, memory_id))]
+
+    def quarantined(self, limit: int = 50) -> list[tuple[int, float, str, str, str, str]]:
+        """Newest first: (seq, at, operation, source, error, raw)."""
+        q = "SELECT seq, at, operation, source, error, raw FROM quarantine ORDER BY seq DESC LIMIT ?"
+        return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in self.db.execute(q, (limit,))]
 
     def history(self, memory_id: str) -> list[tuple[float, str, dict[str, Any]]]:
         q = "SELECT at, action, detail FROM audit WHERE memory_id = ? ORDER BY seq"

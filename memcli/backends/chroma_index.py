@@ -7,7 +7,9 @@ recall in a space then needs no metadata filter, which in Chroma costs 10-20x an
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +22,19 @@ if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
 
 PREFIX = "memcli-"
+
+
+def _owner_only(root: Path) -> None:
+    """Chroma creates its files with the process umask: the CLI's is 0077, but a program using the API
+    may have 0022. Tighten what Chroma made so "directories 0700, files 0600" holds either way."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for names, mode in ((dirnames, 0o700), (filenames, 0o600)):
+            for name in names:
+                p = os.path.join(dirpath, name)
+                with contextlib.suppress(OSError):
+                    st = os.lstat(p)
+                    if st.st_mode & 0o077 and not stat.S_ISLNK(st.st_mode):
+                        os.chmod(p, mode)
 
 
 def _where(kinds: Sequence[str], since: float | None, until: float | None) -> dict[str, Any] | None:
@@ -61,6 +76,7 @@ class ChromaIndex:
                     f"cannot open the vector store at {self.path}: {e}",
                     hint="Check the directory's permissions; `memcli doctor --repair` rebuilds it from the catalog.",
                 )
+            _owner_only(self.path)
         return self._client
 
     def _col(self, space: str, create: bool = True) -> Collection | None:
@@ -89,6 +105,7 @@ class ChromaIndex:
                 embeddings=[list(v) for v in vectors[i : i + step]],  # type: ignore[arg-type]
                 metadatas=[{"kind": m.kind, "when": m.when} for m in metas[i : i + step]],
             )
+        _owner_only(self.path)  # a new collection's segment files appear on its first write
 
     def delete(self, space: str, ids: Sequence[str]) -> None:
         col = self._col(space, create=False)

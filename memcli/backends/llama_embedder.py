@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,8 +49,10 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     digest = h.hexdigest()
-    with contextlib.suppress(OSError):  # a read-only models dir only costs us the cache
-        sidecar.write_text(json.dumps({"key": key, "sha256": digest}))
+    # A read-only models dir only costs us the cache. Owner-only like everything memcli writes, also when
+    # a program using the API has a looser umask.
+    with contextlib.suppress(OSError), os.fdopen(os.open(sidecar, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(json.dumps({"key": key, "sha256": digest}))
     return digest
 
 
@@ -101,6 +104,7 @@ class LlamaEmbedder:
                 hint="The file may be truncated or not an embedding model; re-download or re-convert it.",
             )
         self.path = path
+        self._lock = threading.Lock()
         self.dim = int(self.llm.n_embd())
         self.n_ctx = n_ctx
         self.max_tokens = min(max_tokens or DEFAULT_MAX_TOKENS, n_ctx)
@@ -109,10 +113,12 @@ class LlamaEmbedder:
         self.model_id = f"{path.stem}@{file_sha256(path)[:16]}"
 
     def count_tokens(self, text: str) -> int:
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+        with self._lock:
+            return len(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
 
     def _embed(self, text: str) -> Vector:
-        out: Any = self.llm.embed(text, truncate=True)
+        with self._lock:  # a llama.cpp context is not thread-safe (chat embeds from a worker thread)
+            out: Any = self.llm.embed(text, truncate=True)
         # A pooled model returns one vector; guard against a model without pooling (one per token).
         if out and isinstance(out[0], list):
             raise model_error(

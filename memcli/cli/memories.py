@@ -212,6 +212,7 @@ def doctor(
     """Check that the catalog, keyword index and vector index agree (and fix them with --repair)."""
     from memcli import ui
     from memcli.errors import ExitCode
+    from memcli.records import from_epoch
     from memcli.services.doctor import doctor as run
 
     report = run(api().ctx, repair=repair)
@@ -222,6 +223,15 @@ def doctor(
             ["check", "", "detail"],
             [(f.check, "ok" if f.ok else ("repaired" if f.repaired else "PROBLEM"), f.detail) for f in report.findings],
         )
+        if report.quarantined:
+            ui.table(
+                ["when", "operation", "source", "why refused", "model's answer"],
+                [
+                    (fmt_time(from_epoch(q.at)), q.operation, q.source, ui.short(q.error, 60), ui.short(q.raw, 60))
+                    for q in report.quarantined
+                ],
+                title="quarantined LLM outputs (newest first)",
+            )
         if not report.ok:
             ui.notice("problems found: `memcli doctor --repair` rebuilds the indexes from the catalog")
     if not report.ok:

@@ -17,6 +17,10 @@ def recall(
     since: SinceOpt = None,
     until: UntilOpt = None,
     now: Annotated[Optional[str], typer.Option("--now", help="Reference time for 'last week', recency (default: now).")] = None,  # noqa: UP045
+    as_of: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--as-of", help="Answer with what was true then (superseded facts included), e.g. 2024-03-01."),
+    ] = None,
     context: Annotated[int, typer.Option("--context", "-C", min=0, max=20, help="Also show N neighbours of each hit.")] = 0,
     explain: Annotated[bool, typer.Option("--explain", help="Show the evidence: dense, keyword, recency, time window.")] = False,
     space: SpaceOpt = None,
@@ -35,6 +39,7 @@ def recall(
         now=when(now),
         space=space,
         context=context,
+        as_of=when(as_of),
     )
     if json_:
         return ui.emit_json("recall", result.to_json())

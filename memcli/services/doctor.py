@@ -20,15 +20,29 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class Quarantined:
+    at: float
+    operation: str  # extract, reconcile, summarise, ...
+    source: str  # where the input came from (chat:SESSION#TURN)
+    error: str  # why it was refused
+    raw: str  # what the model answered
+
+
+@dataclass(frozen=True)
 class DoctorReport:
     findings: tuple[Finding, ...] = field(default_factory=tuple)
+    quarantined: tuple[Quarantined, ...] = ()  # newest first
 
     @property
     def ok(self) -> bool:
         return all(f.ok or f.repaired for f in self.findings)
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "findings": [f.__dict__ for f in self.findings]}
+        return {
+            "ok": self.ok,
+            "findings": [f.__dict__ for f in self.findings],
+            "quarantined": [q.__dict__ for q in self.quarantined],
+        }
 
 
 def doctor(ctx: Context, *, repair: bool = False) -> DoctorReport:
@@ -37,16 +51,46 @@ def doctor(ctx: Context, *, repair: bool = False) -> DoctorReport:
     out: list[Finding] = []
     integrity = cat.db.execute("PRAGMA quick_check").fetchone()[0]
     out.append(Finding("catalog integrity", integrity == "ok", f"SQLite quick_check: {integrity}"))
-    fts = cat.db.execute("SELECT count(*) FROM memory_fts").fetchone()[0]
-    active = cat.db.execute("SELECT count(*) FROM memories WHERE state = 'active'").fetchone()[0]
-    out.append(Finding("keyword index", fts == active, f"{fts} entries for {active} active memories"))
-    if fts != active and repair:
+    # count(*) on an external-content FTS5 table counts its content table (trashed rows too), so every
+    # trash looked like damage. The index's own per-row records (the docsize shadow table) say what is
+    # really indexed: exactly the active memories.
+    indexed = {r[0] for r in cat.db.execute("SELECT id FROM memory_fts_docsize")}
+    active = {r[0] for r in cat.db.execute("SELECT rowid FROM memories WHERE state = 'active'")}
+    stale, unindexed = len(indexed - active), len(active - indexed)
+    out.append(
+        Finding(
+            "keyword index",
+            not stale and not unindexed,
+            f"{len(indexed)} entries for {len(active)} active memories, {unindexed} missing, {stale} stale",
+        )
+    )
+    if (stale or unindexed) and repair:
         with cat.transaction() as db:
-            db.execute("INSERT INTO memory_fts(memory_fts) VALUES('rebuild')")
+            # Not 'rebuild': that indexes every row of the content table, trashed ones included (whose
+            # terms a later purge would then leave behind). Empty it and index the active rows only.
+            db.execute("INSERT INTO memory_fts(memory_fts) VALUES('delete-all')")
+            db.execute("INSERT INTO memory_fts(rowid, text, keys) SELECT rowid, text, keys FROM memories WHERE state = 'active'")
         out[-1] = Finding("keyword index", False, out[-1].detail + "; rebuilt from the catalog", repaired=True)
     pending = len(cat.pending()) + len(cat.tombstones())
     out.append(Finding("unfinished writes", pending == 0, f"{pending} pending"))
-    for space in sorted({r[0] for r in cat.db.execute("SELECT DISTINCT space FROM memories")}):
+    model = cat.meta("embed_model")
+    reindexing = model is not None and model.startswith("reindexing:")
+    if model is not None and reindexing:
+        # An interrupted `memcli reindex`: the vector index is being rebuilt with the new model, and a
+        # repair must not put the old model's vectors back. Finishing the reindex is the repair.
+        target = model.removeprefix("reindexing:")
+        done = cat.db.execute("SELECT count(*) FROM memories WHERE embed_model = ?", (target,)).fetchone()[0]
+        total = cat.db.execute("SELECT count(*) FROM memories").fetchone()[0]
+        out.append(
+            Finding(
+                "reindex",
+                False,
+                f"a `memcli reindex` to {target} was interrupted ({done} of {total} memories re-embedded): "
+                "run `memcli reindex` to finish it; the vector index is checked after that",
+            )
+        )
+    spaces = [] if reindexing else sorted({r[0] for r in cat.db.execute("SELECT DISTINCT space FROM memories")})
+    for space in spaces:
         want = {r[0] for r in cat.db.execute("SELECT id FROM memories WHERE space = ? AND state = 'active'", (space,))}
         have = store.index.ids(space)
         missing, orphans = want - have, have - want
@@ -69,7 +113,6 @@ def doctor(ctx: Context, *, repair: bool = False) -> DoctorReport:
                 store.index.delete(space, list(orphans))
             repaired, detail = True, detail + "; re-indexed from the catalog"
         out.append(Finding("vector index", ok, detail, repaired))
-    model = cat.meta("embed_model")
     if model is not None:
         try:
             configured = ctx.load_embedder(check_store=False).model_id
@@ -82,4 +125,8 @@ def doctor(ctx: Context, *, repair: bool = False) -> DoctorReport:
     out.append(
         Finding("permissions", not loose, "owner-only" if not loose else "readable by others: " + ", ".join(map(str, loose)))
     )
-    return DoctorReport(tuple(out))
+    # LLM answers that failed to parse or validate: nothing was applied, they are kept to inspect.
+    held = tuple(Quarantined(r[1], r[2], r[3], r[4], r[5]) for r in cat.quarantined(20))
+    total = cat.db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+    out.append(Finding("LLM outputs", True, f"{total} quarantined (unparseable or invalid; nothing was applied)"))
+    return DoctorReport(tuple(out), held)

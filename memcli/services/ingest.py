@@ -13,13 +13,14 @@ import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
 from memcli.context import Context
-from memcli.errors import not_found, usage_error
+from memcli.errors import MemcliFailure, not_found, usage_error
 from memcli.records import Kind, Memory
+from memcli.services.memories import MAX_TEXT_CHARS
 from memcli.store import NewMemory, check_space, content_hash, embed_input
 from memcli.text.chunking import split_text
 from memcli.text.jsonl import JsonlError, Record, parse_jsonl
@@ -165,7 +166,12 @@ def _epoch(when: date | datetime | None) -> float | None:
         return None
     if not isinstance(when, datetime):
         when = datetime.combine(when, time(12, 0))  # a day: its middle, in local time
-    return (when if when.tzinfo else when.astimezone()).timestamp()
+    try:
+        ts = (when if when.tzinfo else when.astimezone()).timestamp()
+        datetime.fromtimestamp(ts, tz=UTC)  # the store must be able to read it back
+    except (OverflowError, OSError, ValueError):  # 0001-01-01 or 9999-12-31 pushed out of range by a zone
+        return None  # a date memcli cannot hold is ignored, like one it cannot read
+    return ts
 
 
 def _day_words(when: date | datetime | None) -> str:
@@ -178,6 +184,8 @@ def plan_document(ctx: Context, src: Source, text: str) -> list[NewMemory]:
     name = src.path.name if src.path else "stdin"
     doc = parse(text, str(src.path or ""), markdown=src.fmt == "markdown")
     event_at = _epoch(doc.when)
+    if event_at is None:
+        doc = replace(doc, when=None)  # an out-of-range date is dropped from the keys too
     out: list[NewMemory] = []
     for section in doc.sections:
         heading = " > ".join(
@@ -195,12 +203,22 @@ def plan_document(ctx: Context, src: Source, text: str) -> list[NewMemory]:
     return out
 
 
+def _refuse_record(r: Record) -> str | None:
+    """Why a JSONL record cannot be stored: a bad line skips the file and is named (in line order), rather
+    than a usage error that stops the whole ingest."""
+    if r.space is not None:
+        try:
+            check_space(r.space)
+        except MemcliFailure as e:
+            return e.message
+    if len(r.text) > MAX_TEXT_CHARS:
+        return f"the text is {len(r.text):,} characters; at most {MAX_TEXT_CHARS:,}"
+    return None
+
+
 def plan_jsonl(ctx: Context, src: Source, text: str) -> list[NewMemory]:
     """JSONL records → memories; conversation turns get their neighbours' text as extra keys."""
-    records = parse_jsonl(text)
-    for r in records:
-        if r.space is not None:
-            check_space(r.space)
+    records = parse_jsonl(text, _refuse_record)
     sessions: dict[str | None, list[Record]] = {}
     for r in records:
         sessions.setdefault(r.session, []).append(r)
@@ -284,6 +302,16 @@ def _ingest_one(ctx: Context, space: str, src: Source, dry_run: bool) -> FileOut
     text, digest, reason = _read(src, ctx.settings.ingest.max_file_mb * 1024 * 1024)
     if text is None:
         return FileOutcome(src.shown, "skipped", reason=reason)
+    if src.fmt != "jsonl":
+        # One enormous line (minified data, base64) is not a note: chunking it by halves and embedding
+        # thousands of pieces took many minutes for 5 MB. Same limit as one `memcli add`.
+        longest = max(len(line) for line in text.split("\n"))
+        if longest > MAX_TEXT_CHARS:
+            return FileOutcome(
+                src.shown,
+                "skipped",
+                reason=f"a line of {longest:,} characters (at most {MAX_TEXT_CHARS:,}): split it into lines or paragraphs",
+            )
     if store.catalog.source_hash(space, src.name) == digest:
         return FileOutcome(src.shown, "unchanged", kept=len(store.catalog.by_source_prefix(src.name)))
     try:

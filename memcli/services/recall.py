@@ -3,11 +3,15 @@
 Fusion is reciprocal-rank fusion, weighted per signal, plus a small bounded recency bonus:
 
     score = w_dense / (rrf_k + dense_rank) + w_keyword / (rrf_k + keyword_rank) + w_recency * 0.5^(age / half-life)
+            + w_retention * R
 
 RRF needs no score calibration between a cosine and a BM25 scale, which differ per query; the recency
 term is at most ``recency_weight`` (default 0.002, a quarter of the gap between fused ranks 1 and 2 at
-rrf_k 10), so an old exact match still wins. rrf_k and the weights were chosen on LoCoMo
-(benchmarks/RESULTS.md: RRF with rrf_k 60 and equal weights was 13 points worse at k=5).
+rrf_k 10), so an old exact match still wins. R is the memory's retention (services/retention.py: it
+fades with the days since its last recall, slower the more often it was recalled and the more
+important it is); ``[lifecycle] retention_weight`` (0.001) keeps that term smaller still. rrf_k and
+the weights were chosen on LoCoMo (benchmarks/RESULTS.md: RRF with rrf_k 60 and equal weights was 13
+points worse at k=5).
 
 Time-aware: a time expression in the query ("last week", "in March 2023") becomes a window on the
 memories' event time (falling back to the whole store when the window holds nothing), and words like
@@ -24,6 +28,7 @@ from memcli.backends.catalog import Filter
 from memcli.context import Context
 from memcli.errors import usage_error
 from memcli.records import Hit, Kind, Memory, RecallResult
+from memcli.services.retention import RetentionParams, assess
 
 FILTER_IDS_CAP = 20_000
 PREFERENCE_BOOST = 10.0  # how much stronger the recency term gets when the query asks for the latest
@@ -43,7 +48,10 @@ def recall(
     context: int = 0,
     time_aware: bool = True,
     touch: bool = True,
+    as_of: datetime | None = None,
 ) -> RecallResult:
+    """``as_of``: answer with what was true then (facts retired later count; ones learned later do
+    not); by default only what is true now (a superseded or refined fact is history, not an answer)."""
     query = query.strip()
     if not query:
         raise usage_error("the query is empty", hint="Say what to look for, e.g. memcli recall 'dentist appointment'.")
@@ -77,10 +85,12 @@ def recall(
     f = replace(base, since=since.timestamp() if since else None, until=until.timestamp() if until else None)
     store = ctx.store
     qv = ctx.embedder.embed_query(query)
-    scored, memories, dense_rank, kw_rank = _candidates(ctx, f, qv, keyword_query, k, recency_weight, ref.timestamp())
+    scored, memories, dense_rank, kw_rank = _candidates(ctx, f, qv, keyword_query, k, recency_weight, ref.timestamp(), as_of)
     if not scored and from_hint:
         window += " — nothing there, searched everything"
-        scored, memories, dense_rank, kw_rank = _candidates(ctx, base, qv, keyword_query, k, recency_weight, ref.timestamp())
+        scored, memories, dense_rank, kw_rank = _candidates(
+            ctx, base, qv, keyword_query, k, recency_weight, ref.timestamp(), as_of
+        )
     hits = []
     for rank, (score, mid, recency) in enumerate(scored[:k], 1):
         d = dense_rank.get(mid)
@@ -114,6 +124,7 @@ def recall(
         "tags": list(f.tags),
         "since": since.isoformat() if since else None,
         "until": until.isoformat() if until else None,
+        "as_of": as_of.isoformat() if as_of else None,
     }
     return RecallResult(
         query=query,
@@ -127,10 +138,19 @@ def recall(
 
 
 def _candidates(
-    ctx: Context, f: Filter, qv: list[float], keyword_query: str, k: int, recency_weight: float, ref: float
+    ctx: Context,
+    f: Filter,
+    qv: list[float],
+    keyword_query: str,
+    k: int,
+    recency_weight: float,
+    ref: float,
+    as_of: datetime | None = None,
 ) -> tuple[list[tuple[float, str, float]], dict[str, Memory], dict[str, tuple[int, float]], dict[str, tuple[int, float]]]:
     """Fused, sorted candidates: ([(score, id, recency)], memories, dense ranks, keyword ranks)."""
     rs = ctx.settings.recall
+    retention_weight = ctx.settings.lifecycle.retention_weight
+    params = RetentionParams.from_settings(ctx.settings.lifecycle) if retention_weight else None
     store = ctx.store
     n = max(rs.candidates, k)
     ids = None
@@ -147,6 +167,8 @@ def _candidates(
     for mid, m in memories.items():
         if m.state != "active" or (f.tags and not set(f.tags) <= set(m.tags)):
             continue  # the index may briefly hold what the catalog already retired
+        if not (m.current if as_of is None else m.true_at(as_of) and m.recorded_at <= as_of):
+            continue  # superseded facts are rare: filtering them here keeps the indexes simple
         score = 0.0
         if mid in dense_rank:
             score += rs.dense_weight / (rs.rrf_k + dense_rank[mid][0])
@@ -156,6 +178,8 @@ def _candidates(
         age_days = max(0.0, ref - when) / 86400.0
         recency = 0.5 ** (age_days / rs.recency_half_life_days) if rs.recency_half_life_days > 0 else 0.0
         score += recency_weight * recency
+        if params is not None:
+            score += retention_weight * assess(m, ref, params).score
         scored.append((score, mid, recency))
     # Ties (common: a turn and its neighbour share key text) go to the better keyword match, whose
     # own text weighs more than its keys, then to the better dense match.

@@ -30,14 +30,17 @@ def reindex(ctx: Context, progress: Callable[[int, int], None] | None = None) ->
     done = cat.db.execute("SELECT count(*) FROM memories WHERE embed_model = ?", (emb.model_id,)).fetchone()[0]
     with store.write_lock():
         if old is not None and old != emb.model_id:
-            # Vectors of another model (maybe another dimension) cannot share a collection.
-            for space in {r[0] for r in cat.db.execute("SELECT DISTINCT space FROM memories")}:
-                store.index.drop_space(space)
+            # Mark the store as mid-reindex *before* dropping its vectors: a process killed in between
+            # then leaves a store that doctor and the next run recognise as an interrupted reindex, not
+            # one whose vectors vanished while the catalog says they are indexed.
             with cat.transaction() as db:
                 db.execute(
                     "UPDATE memories SET vec_state = 'pending_add' WHERE state = 'active' AND embed_model = ?", (emb.model_id,)
                 )
                 cat.set_meta(db, "embed_model", "reindexing:" + emb.model_id)
+            # Vectors of another model (maybe another dimension) cannot share a collection.
+            for space in {r[0] for r in cat.db.execute("SELECT DISTINCT space FROM memories")}:
+                store.index.drop_space(space)
         while True:
             rows = cat.db.execute(
                 "SELECT id, text, keys FROM memories WHERE embed_model != ? LIMIT 256", (emb.model_id,)

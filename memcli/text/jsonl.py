@@ -17,8 +17,9 @@ epoch seconds. Messages of a session keep their order; a message without a time 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 KINDS = ("note", "episode", "fact", "summary", "profile")
@@ -44,15 +45,23 @@ class JsonlError(ValueError):
 def _time(value: Any, line: int) -> datetime | None:
     if value is None or value == "":
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(float(value)).astimezone()
-    if isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise JsonlError(f"line {line}: time {value!r} is not ISO 8601 (e.g. 2023-05-08T13:56)") from None
-        return dt if dt.tzinfo else dt.astimezone()
-    raise JsonlError(f"line {line}: time must be a string or a number")
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            dt = datetime.fromtimestamp(float(value)).astimezone()
+        elif isinstance(value, str):
+            try:
+                dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            except ValueError:
+                raise JsonlError(f"line {line}: time {value!r} is not ISO 8601 (e.g. 2023-05-08T13:56)") from None
+            dt = dt if dt.tzinfo else dt.astimezone()
+        else:
+            raise JsonlError(f"line {line}: time must be a string or a number")
+        dt.astimezone(UTC)  # the store keeps UTC: the time must exist there too
+    except JsonlError:
+        raise
+    except (OverflowError, OSError, ValueError):  # 1e20, NaN, year 1 east of UTC, year 9999 west of it
+        raise JsonlError(f"line {line}: time {value!r} is out of range (years 1 to 9999)") from None
+    return dt
 
 
 def _tags(value: Any, line: int) -> tuple[str, ...]:
@@ -97,23 +106,35 @@ def _message(obj: Any, line: int, session: str | None, default_time: datetime | 
     )
 
 
-def parse_jsonl(text: str) -> list[Record]:
-    """All records of a JSONL document, in order; raises JsonlError naming the first bad line."""
+def parse_jsonl(text: str, check: Callable[[Record], str | None] | None = None) -> list[Record]:
+    """All records of a JSONL document, in order; raises JsonlError naming the first bad line.
+    ``check`` may refuse a record by saying why (the caller's own rules): its line is then a bad line."""
     out: list[Record] = []
-    for n, raw in enumerate(text.splitlines(), 1):
+    # Lines end at "\n" only (JSON Lines): str.splitlines() also splits at U+2028, U+0085 and others,
+    # which a JSON string may hold unescaped, and so broke valid files in two.
+    for n, raw in enumerate(text.split("\n"), 1):
         if not raw.strip():
             continue
         try:
             obj = json.loads(raw)
         except json.JSONDecodeError as e:
             raise JsonlError(f"line {n}: not valid JSON ({e.msg})") from None
+        try:  # a "\ud800" escape decodes to a lone surrogate, which no UTF-8 store can hold
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise JsonlError(f"line {n}: a string holds an invalid Unicode escape (a lone surrogate)") from None
         if isinstance(obj, dict) and "messages" in obj:
             msgs = obj["messages"]
             if not isinstance(msgs, list):
                 raise JsonlError(f"line {n}: messages must be a list")
             session = _opt_str(obj, "session", n) or f"line-{n}"
             start = _time(obj.get("time"), n)
-            out.extend(_message(m, n, session, start) for m in msgs)
+            records = [_message(m, n, session, start) for m in msgs]
         else:
-            out.append(_message(obj, n, None, None))
+            records = [_message(obj, n, None, None)]
+        for r in records:
+            why = check(r) if check is not None else None
+            if why:
+                raise JsonlError(f"line {n}: {why}")
+        out.extend(records)
     return out

@@ -45,7 +45,7 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str, int]:
 
             try:
                 data = yaml.safe_load("\n".join(lines[1:i]))
-            except yaml.YAMLError:
+            except (yaml.YAMLError, ValueError, OverflowError, RecursionError):  # ValueError: "date: 0000-00-00"
                 return {}, text, 0
             if not isinstance(data, dict):
                 return {}, text, 0

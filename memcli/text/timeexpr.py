@@ -8,7 +8,7 @@ A date or time without a zone is local time. Everything returned is timezone-awa
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from memcli.errors import usage_error
 
@@ -38,8 +38,20 @@ def start_of_day(dt: datetime) -> datetime:
     return dt.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+HINT = "Use e.g. 2024-03-01, 2024-03-01T14:30, yesterday, '3 days ago', 'last week'."
+
+
 def parse_when(text: str, now: datetime | None = None) -> datetime:
     """Parse a point in time; raises a usage error that lists the accepted forms."""
+    try:
+        dt = _parse_when(text, now)
+        dt.astimezone(UTC)  # what the store keeps: it must exist in UTC too (years 1-9999)
+    except (OverflowError, ValueError):  # "1065518456 minutes ago", "0001-01-01" east of UTC
+        raise usage_error(f"{text!r} is outside the dates memcli can use (years 1 to 9999)", hint=HINT) from None
+    return dt
+
+
+def _parse_when(text: str, now: datetime | None) -> datetime:
     now = now or local_now()
     s = text.strip().lower()
     if s == "now":
@@ -65,8 +77,5 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
     try:
         dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise usage_error(
-            f"cannot read {text!r} as a date or time",
-            hint="Use e.g. 2024-03-01, 2024-03-01T14:30, yesterday, '3 days ago', 'last week'.",
-        ) from None
+        raise usage_error(f"cannot read {text!r} as a date or time", hint=HINT) from None
     return dt if dt.tzinfo is not None else dt.astimezone()
