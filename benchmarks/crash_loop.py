@@ -29,12 +29,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 import _common as c  # noqa: E402
-from crashkit import AddJob, ForgetJob, IngestJob, Job, ReindexJob, Tally, final_doctor, iteration, table  # noqa: E402
+from crashkit import AddJob, ChatJob, ForgetJob, IngestJob, Job, ReindexJob, Tally, final_doctor, iteration, table  # noqa: E402
+from scripted_server import scripted_server  # noqa: E402
 
-OPS = ("add", "ingest", "trash", "purge", "reindex")
+OPS = ("add", "ingest", "trash", "purge", "reindex", "chat")
 
 
-def make(op: str, root: Path, model: Path, other: Path, files: int) -> Job:
+def make(op: str, root: Path, model: Path, other: Path, files: int, url: str) -> Job:
+    if op == "chat":  # against a scripted OpenAI-compatible server (tests/scripted_server.py)
+        return ChatJob(root, model, url)
     if op == "add":
         return AddJob(root, model)
     if op == "ingest":
@@ -61,7 +64,7 @@ def main() -> int:
     print(f"loadavg at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.kills} kills per operation\n")
     tallies: list[Tally] = []
     started = time.monotonic()
-    with c.scratch("memcli-crash-") as root:
+    with c.scratch("memcli-crash-") as root, scripted_server() as url:
         from memcli.models.bundled import bundled_minilm_dir
         from memcli.models.convert import convert_bert
 
@@ -72,7 +75,7 @@ def main() -> int:
             t0 = time.monotonic()
             work = root / op
             work.mkdir()
-            job = make(op, work, model, other, args.files)
+            job = make(op, work, model, other, args.files, url)
             rng = random.Random(args.seed + zlib.crc32(op.encode()))
             tally = Tally(job.name)
             runtime = job.measure(rng)
@@ -80,7 +83,7 @@ def main() -> int:
                 iteration(job, i, rng, tally)
                 if i % 10 == 0:
                     print(f"  {op}: {i}/{args.kills} kills, {len(tally.verdict.problems)} problems", file=sys.stderr, flush=True)
-            if isinstance(job, (AddJob, IngestJob)):
+            if isinstance(job, (AddJob, IngestJob, ChatJob)):
                 final_doctor(job, tally)
             tallies.append(tally)
             print(

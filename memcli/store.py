@@ -67,6 +67,18 @@ def blob_to_vec(b: bytes) -> Vector:
 
 
 @dataclass(frozen=True)
+class Succession:
+    """What a new memory replaces, applied in the same transaction as its insert so that a crash can
+    never leave both the old and the new fact current: ``old`` is closed in favour of the first new
+    memory (``reason`` supersede | refine; ``valid_until`` the time a contradicted fact stopped being
+    true)."""
+
+    old: Memory
+    valid_until: float | None
+    reason: str
+
+
+@dataclass(frozen=True)
 class NewMemory:
     text: str
     kind: Kind = Kind.NOTE
@@ -205,10 +217,13 @@ class MemoryStore:
         *,
         delete: Sequence[Memory] = (),
         source: tuple[str, str | None] | None = None,
+        succeeds: Succession | None = None,
+        links: Sequence[tuple[str, str]] = (),
     ) -> list[str]:
         """One atomic change: add ``items``, delete ``delete`` outright (superseded chunks of a file),
-        and record ``source`` = (name, content hash) as applied (hash None: the source is gone).
-        Returns the new ids."""
+        and record ``source`` = (name, content hash) as applied (hash None: the source is gone). With
+        one item, ``succeeds`` retires what it replaces and ``links`` = (target id, kind) link it, in
+        the same transaction. Returns the new ids."""
         if not items and not delete and source is None:
             return []
         now = time.time()
@@ -257,6 +272,10 @@ class MemoryStore:
                         for mid, (m, _) in zip(ids, items)
                     ],
                 )
+                if succeeds is not None:
+                    self._retire(db, succeeds.old, ids[0], succeeds.valid_until, succeeds.reason, now)
+                for dst, kind in links:
+                    self._link(db, ids[0], dst, kind, now)
                 if source is not None and source[1] is None:
                     db.execute("DELETE FROM sources WHERE space = ? AND source = ?", (space, source[0]))
                 elif source is not None:
@@ -278,7 +297,7 @@ class MemoryStore:
                         ],
                     )
             except BaseException:
-                if not gone and source is None:
+                if not gone and source is None and succeeds is None:
                     self._undo_add(ids)  # nothing else changed: take the rows back out
                 raise  # otherwise the rows stay pending and the next open replays them
             with self.catalog.transaction() as db:
@@ -395,14 +414,16 @@ class MemoryStore:
         """Close ``old`` in favour of ``successor`` without deleting it: a contradicted fact gets the time
         it stopped being true (``valid_until``), a refined one just stops being current. Both stay
         searchable as history (recall --as-of, memcli history)."""
-        now = time.time()
         with self.write_lock(), self.catalog.transaction() as db:
-            db.execute(
-                "UPDATE memories SET retired_at = ?, valid_until = coalesce(?, valid_until), superseded_by = ? WHERE id = ?",
-                (now, valid_until, successor, old.id),
-            )
-            self._link(db, successor, old.id, "supersedes" if reason == "supersede" else "refines", now)
-            self.catalog.audit(db, now, [(old.id, reason, {"by": successor, "valid_until": valid_until})])
+            self._retire(db, old, successor, valid_until, reason, time.time())
+
+    def _retire(self, db: Any, old: Memory, successor: str, valid_until: float | None, reason: str, now: float) -> None:
+        db.execute(
+            "UPDATE memories SET retired_at = ?, valid_until = coalesce(?, valid_until), superseded_by = ? WHERE id = ?",
+            (now, valid_until, successor, old.id),
+        )
+        self._link(db, successor, old.id, "supersedes" if reason == "supersede" else "refines", now)
+        self.catalog.audit(db, now, [(old.id, reason, {"by": successor, "valid_until": valid_until})])
 
     def link(self, src: str, dst: str, kind: str) -> None:
         with self.write_lock(), self.catalog.transaction() as db:

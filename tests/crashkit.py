@@ -704,6 +704,119 @@ class ReindexJob(Job):
         shutil.rmtree(home, ignore_errors=True)
 
 
+class ChatJob(Job):
+    """``memcli chat -m "I moved to CITY."`` against a scripted OpenAI-compatible server (see
+    tests/scripted_server.py), one city per iteration, into one growing store: each run stores the
+    exchange as episodes, extracts "The user lives in CITY now." and supersedes the previous home.
+
+    What must hold: an exchange is stored whole (the user turn with the assistant's) or not at all;
+    no fact is ever stored twice; at most one home is current at any moment (the new fact and the
+    retirement of the old one are one transaction); after the rerun, the current home is this
+    iteration's city and every earlier one is closed and linked to its successor."""
+
+    name = "chat"
+
+    def __init__(self, root: Path, model: Path, url: str) -> None:
+        self.home = root / "chat-home"
+        self.model = model
+        self.url = url
+        self.current = -1
+        self.asked: dict[int, int] = {}  # iteration -> how many runs stored its exchange (killed ones too)
+
+    def prepare(self, i: int, rng: random.Random) -> Path:
+        self.current = i
+        return self.home
+
+    @staticmethod
+    def city(i: int) -> str:
+        return CITIES[i % len(CITIES)] + ("" if i < len(CITIES) else f"-{i // len(CITIES)}")
+
+    def args(self) -> list[str]:
+        return ["chat", "-m", f"I moved to {self.city(self.current)}.", "--json"]
+
+    def env(self, home: Path) -> dict[str, str]:
+        return memcli_env(
+            home, self.model, MEMCLI_CHAT_BACKEND="openai", MEMCLI_CHAT_URL=self.url,
+            MEMCLI_CHAT_SERVER_MODEL="scripted", MEMCLI_CHAT_RELATED_SIMILARITY="0.2",
+        )  # fmt: skip
+
+    def _episodes(self, home: Path) -> tuple[dict[str, int], list[str]]:
+        """User turns per message, and problems: a user turn without its reply or the reverse."""
+        by_source: dict[str, dict[int, str]] = {}
+        for r in rows(home):
+            if r.source.startswith("chat:") and r.state == "active" and r.text.startswith(("user: ", "assistant: ")):
+                by_source.setdefault(r.source, {})[r.position if r.position is not None else -1] = r.text
+        counts: dict[str, int] = {}
+        problems = []
+        for src, turns in by_source.items():
+            users = [t for t in turns.values() if t.startswith("user: ")]
+            if len(users) != 1 or len(turns) != 2:
+                problems.append(f"{src}: {len(turns)} turns stored, not one whole exchange")
+            for u in users:
+                counts[u.removeprefix("user: ")] = counts.get(u.removeprefix("user: "), 0) + 1
+        return counts, problems
+
+    def _facts(self, home: Path) -> list[tuple[str, str, bool, str | None]]:
+        """(id, text, current, superseded_by) of every "lives in" fact."""
+        db_path = home / "data" / "memcli.sqlite3"
+        if not db_path.exists():
+            return []
+        con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        try:
+            q = "SELECT id, text, retired_at IS NULL, superseded_by FROM memories WHERE kind = 'fact' AND state = 'active'"
+            return [(r[0], r[1], bool(r[2]), r[3]) for r in con.execute(q) if r[1].startswith("The user lives in ")]
+        finally:
+            con.close()
+
+    def _check(self, home: Path, *, done: bool) -> Verdict:
+        v = Verdict()
+        counts, v.problems = self._episodes(home)
+        for i in range(self.current + 1):
+            msg = f"I moved to {self.city(i)}."
+            n = counts.get(msg, 0)
+            if (i < self.current or done) and n == 0:
+                v.lost += 1
+                v.problems.append(f"exchange {i} missing")
+        facts = self._facts(home)
+        texts = [t for _, t, _, _ in facts]
+        for t in set(texts):
+            if texts.count(t) > 1:
+                v.duplicates += texts.count(t) - 1
+                v.problems.append(f"fact stored {texts.count(t)} times: {t}")
+        current = [t for _, t, cur, _ in facts if cur]
+        if len(current) > 1:
+            v.problems.append(f"{len(current)} homes current at once: {current}")
+        want = {f"The user lives in {self.city(i)} now." for i in range(self.current + (1 if done else 0))}
+        missing = want - set(texts)
+        v.lost += len(missing)
+        v.problems += [f"fact lost: {t}" for t in sorted(missing)]
+        if done:
+            last = f"The user lives in {self.city(self.current)} now."
+            if current != [last]:
+                v.problems.append(f"current home after the rerun: {current}, expected {last!r}")
+            ids = {t: mid for mid, t, _, _ in facts}
+            for i in range(self.current):
+                _, _, cur, by = next(f for f in facts if f[1] == f"The user lives in {self.city(i)} now.")
+                if cur or by is None or by not in ids.values():
+                    v.problems.append(f"home {i} not closed and linked to a successor")
+        return v
+
+    def after_kill(self, home: Path) -> Verdict:
+        return self._check(home, done=False)
+
+    def complete(self, home: Path) -> Verdict:
+        return self._check(home, done=True)
+
+
+CITIES = (
+    "Lisbon", "Oslo", "Nairobi", "Kyoto", "Quito", "Tallinn", "Perth", "Montreal", "Dakar", "Hanoi",
+    "Bergen", "Cusco", "Porto", "Reykjavik", "Tbilisi", "Valparaiso", "Zanzibar", "Krakow", "Lyon",
+    "Adelaide", "Bilbao", "Galway", "Ghent", "Hobart", "Innsbruck", "Jaipur", "Kampala", "Ljubljana",
+    "Marrakesh", "Nantes", "Oaxaca", "Palermo", "Riga", "Salzburg", "Trieste", "Uppsala", "Vilnius",
+    "Windhoek", "Yerevan", "Zagreb",
+)  # fmt: skip
+
+
 # -- the loop ---------------------------------------------------------------------------------------
 @dataclass
 class Tally:
@@ -745,7 +858,7 @@ def iteration(job: Job, i: int, rng: random.Random, tally: Tally) -> None:
     final = job.complete(home)
     final.problems = [f"{job.name} #{i} after rerun: {x}" for x in final.problems]
     tally.verdict.add(final)
-    if not isinstance(job, (AddJob, IngestJob)):
+    if not isinstance(job, (AddJob, IngestJob, ChatJob)):
         p, report = doctor(env)
         if p.code != 0 or not_ok_findings(report):
             tally.verdict.problems.append(f"{job.name} #{i}: doctor after the rerun: {not_ok_findings(report)}")

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from crashkit import AddJob, ForgetJob, IngestJob, Job, ReindexJob, Tally, final_doctor, iteration, table
+from crashkit import AddJob, ChatJob, ForgetJob, IngestJob, Job, ReindexJob, Tally, final_doctor, iteration, table
+from scripted_server import scripted_server
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def run_loop(job: Job, kills: int, seed: int) -> Tally:
     job.measure(rng)
     for i in range(1, kills + 1):
         iteration(job, i, rng, tally)
-    if isinstance(job, (AddJob, IngestJob)):
+    if isinstance(job, (AddJob, IngestJob, ChatJob)):
         final_doctor(job, tally)
     return tally
 
@@ -57,3 +58,15 @@ def test_sigkill_loses_and_duplicates_nothing(op: str, tmp_path: Path, minilm_pa
     assert tally.doctor_ok == tally.attempts == kills and tally.reruns_ok == kills
     # The loop must really kill processes, not just watch them finish.
     assert tally.kills >= kills // 2
+
+
+def test_sigkill_during_chat_memory_writing_loses_nothing(tmp_path: Path, minilm_path: Path) -> None:
+    """`memcli chat -m` killed while it stores the exchange, extracts a fact and supersedes the old one
+    (a scripted model server: the answers are what the test is about, not the model)."""
+    with scripted_server() as url:
+        tally = run_loop(ChatJob(tmp_path, minilm_path, url), 6, seed=zlib.crc32(b"chat"))
+    print("\n" + table([tally]))
+    assert tally.verdict.problems == []
+    assert (tally.verdict.lost, tally.verdict.duplicates) == (0, 0)
+    assert tally.doctor_ok == tally.attempts == 6 and tally.reruns_ok == 6
+    assert tally.kills >= 3

@@ -28,7 +28,7 @@ from memcli.backends.base import ChatMessage, ChatModel
 from memcli.context import Context
 from memcli.prompts import chat as prompts
 from memcli.records import Kind, Memory
-from memcli.store import NewMemory, content_hash
+from memcli.store import NewMemory, Succession, content_hash
 
 ASSISTANT_MARGIN = 0.05  # a fact closer to the assistant's words than the user's by this much is theirs
 EXTRACT_MAX_TOKENS = 384
@@ -269,15 +269,11 @@ def reconcile(
     if action == "refine" and old is not None:
         merged = " ".join(answer["text"].split()) or text
         mv = vector if merged == text else ctx.embedder.embed_documents([merged])[0]
-        new = _add_fact(ctx, merged, mv, kind_tag, valid_from, ex, space)
-        if new.memory_id:
-            store.retire(old, new.memory_id, valid_until=None, reason="refine")
+        new = _add_fact(ctx, merged, mv, kind_tag, valid_from, ex, space, Succession(old, None, "refine"))
         return FactChange("refined", merged, new.memory_id, old.id), 1
     if action == "supersede" and old is not None:
-        new = _add_fact(ctx, text, vector, kind_tag, valid_from, ex, space)
-        if new.memory_id:
-            until = valid_from if valid_from is not None else (ex.at.timestamp() if ex else None)
-            store.retire(old, new.memory_id, valid_until=until, reason="supersede")
+        until = valid_from if valid_from is not None else (ex.at.timestamp() if ex else None)
+        new = _add_fact(ctx, text, vector, kind_tag, valid_from, ex, space, Succession(old, until, "supersede"))
         return FactChange("superseded", text, new.memory_id, old.id, reason=f"replaces: {old.text}"), 1
     return _add_fact(ctx, text, vector, kind_tag, valid_from, ex, space), 1
 
@@ -290,7 +286,9 @@ def _add_fact(
     valid_from: float | None,
     ex: Exchange | None,
     space: str,
+    succeeds: Succession | None = None,
 ) -> FactChange:
+    """Add one fact; what it replaces is retired and its source turn linked in the same transaction."""
     store = ctx.store
     at = ex.at.timestamp() if ex else None
     item = NewMemory(
@@ -304,9 +302,8 @@ def _add_fact(
         importance=0.7,
         recorded_at=at,
     )
-    [mid] = store.add(space, [(item, list(vector))], ctx.embedder.model_id)
-    if ex is not None and ex.episode_id:
-        store.link(mid, ex.episode_id, "derived_from")
+    links = [(ex.episode_id, "derived_from")] if ex is not None and ex.episode_id else []
+    [mid] = store.apply(space, [(item, list(vector))], ctx.embedder.model_id, succeeds=succeeds, links=links)
     return FactChange("added", text, mid)
 
 
