@@ -158,3 +158,70 @@ def test_processes_at_once_lose_nothing_and_readers_never_fail(tmp_path: Path, m
         f"\nconcurrency: {len(readers)} recalls, {len(writers)} writer processes ({waited} waited), "
         f"{len(added)} adds, {len(forgotten)} forgets, {sum(len(v) for v in tree.cur.values())} ingested chunks"
     )
+
+
+def test_chat_consolidate_and_recall_at_once(tmp_path: Path, minilm_path: Path) -> None:
+    """A chat session writing memories (episodes, facts, supersessions), cron's `consolidate` and
+    recalls, all at once for a bounded time: every exchange stored whole, the chain of homes intact
+    (one current), consolidate done or refused as busy (exit 9), readers never fail, doctor ok."""
+    from crashkit import ChatJob
+    from scripted_server import scripted_server
+
+    with scripted_server() as url:
+        job = ChatJob(tmp_path, minilm_path, url)
+        home = job.home
+        plain = memcli_env(home, minilm_path)  # consolidate and recall: no chat model configured
+        assert memcli(plain, "add", "Seed memory: the lighthouse keeper's cat is called Biscuit.").code == 0
+        deadline = time.monotonic() + SECONDS
+        chats: list[Proc] = []
+        others: list[tuple[str, Proc]] = []
+        lock = threading.Lock()
+
+        def chat() -> None:
+            i = 0
+            while time.monotonic() < deadline or i < 3:
+                job.prepare(i, random.Random(i))
+                p = memcli(job.env(home), *job.args())
+                chats.append(p)
+                if p.code != 0:
+                    return
+                i += 1
+
+        def consolidate() -> None:
+            while time.monotonic() < deadline:
+                p = memcli(plain, "consolidate", "--json")
+                with lock:
+                    others.append(("consolidate", p))
+
+        def reader() -> None:
+            i = 0
+            while time.monotonic() < deadline or i < 3:
+                p = memcli(plain, "recall", "where does the user live", "-k", "5", "--json")
+                with lock:
+                    others.append(("recall", p))
+                i += 1
+
+        threads = [threading.Thread(target=f) for f in (chat, consolidate, consolidate, reader)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=600)
+            assert not t.is_alive(), "a memcli process hung"
+
+    assert chats and all(p.code == 0 and "Traceback" not in p.err for p in chats), [(p.code, p.err[-300:]) for p in chats]
+    consolidations = [p for n, p in others if n == "consolidate"]
+    assert any(p.code == 0 for p in consolidations)
+    for name, p in others:
+        assert "Traceback" not in p.err, (name, p.err)
+        if name == "recall":
+            assert p.code == 0 and json.loads(p.out)["ok"] is True, (p.code, p.err)
+        else:  # the second cron run while one is going: busy, exit 9, nothing done
+            assert p.code in (0, 9), (p.code, p.err[-300:])
+    verdict = job.complete(home)
+    assert verdict.problems == [] and (verdict.lost, verdict.duplicates) == (0, 0)
+    report_proc, report = doctor(plain)
+    assert report_proc.code == 0 and not_ok_findings(report) == [], not_ok_findings(report)
+    print(
+        f"\nchat+consolidate: {len(chats)} chat turns, {len(consolidations)} consolidate runs "
+        f"({sum(p.code == 9 for p in consolidations)} busy), {sum(n == 'recall' for n, _ in others)} recalls"
+    )
