@@ -209,10 +209,12 @@ class Memcli:
             progress=progress,
         )
 
-    def reindex(self, progress: Callable[[int, int], None] | None = None) -> ReindexResult:
+    def reindex(self, progress: Callable[[int, int], None] | None = None, *, model: str | None = None) -> ReindexResult:
+        """Re-embed every memory with the configured model, or move the store to ``model`` (recorded
+        in the user's config file)."""
         from memcli.services import reindex as _reindex
 
-        return _reindex.reindex(self.ctx, progress)
+        return _reindex.reindex(self.ctx, progress, model=model)
 
     def doctor(self, *, repair: bool = False) -> DoctorReport:
         """Check that catalog, keyword index and vector index agree; ``repair`` rebuilds from the catalog."""

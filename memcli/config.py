@@ -283,6 +283,36 @@ def read_user_file(path: Path) -> dict[str, Any]:
         )
 
 
+def set_user_value(path: Path, section: str, key: str, value: str) -> None:
+    """Set ``[section] key = value`` in the user's config file, keeping everything else in it
+    (comments, order, other keys) as it was; the file is created owner-only if it does not exist.
+    Written to a temporary file and renamed, so a crash leaves the old file or the new one."""
+    import tomlkit
+
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        doc = tomlkit.parse(text)
+    except (OSError, UnicodeDecodeError, tomlkit.exceptions.ParseError) as e:
+        raise config_error(f"cannot update config file {path}: {e}", hint=f"Set [{section}] {key} = {value!r} by hand.")
+    table = doc.get(section)
+    if table is None:
+        table = tomlkit.table()
+        doc[section] = table
+    table[key] = value
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(tomlkit.dumps(doc))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise config_error(f"cannot write config file {path}: {e}", hint=f"Set [{section}] {key} = {value!r} by hand.")
+
+
 def load(
     config_file: Path,
     *,

@@ -30,7 +30,8 @@ class Context:
     ) -> None:
         self.env = dict(os.environ) if env is None else env
         self.paths = paths or Paths.resolve(self.env)
-        self.settings = config.load(self.paths.config_file, env=self.env, overrides=overrides)
+        self.overrides = dict(overrides or {})
+        self.settings = config.load(self.paths.config_file, env=self.env, overrides=self.overrides)
         self._index_factory = index_factory
         self.notices: list[str] = []  # things the user should hear about (the CLI prints them on stderr)
         self.on_wait: Callable[[], None] | None = None
@@ -112,6 +113,13 @@ class Context:
     @cached_property
     def embedder(self) -> Embedder:
         return self.load_embedder()
+
+    def override(self, section: str, key: str, value: object) -> None:
+        """Change one setting for the rest of this process, as a command-line flag would
+        (``reindex --model``); the embedder is loaded again on next use."""
+        self.overrides[(section, key)] = value
+        self.settings = config.load(self.paths.config_file, env=self.env, overrides=self.overrides)
+        self.__dict__.pop("embedder", None)
 
     def chat_model_path(self, name: str | None = None) -> Path:
         name = name or self.settings.chat.model

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -249,3 +250,40 @@ def test_doctor_finds_and_repairs_a_damaged_vector_index(mem: Memcli) -> None:
     assert repaired.ok and mem.doctor().ok
     assert index.count("default") == len(FACTS)
     assert mem.recall("vet dog wrist sprain", k=1).hits[0].memory.id == ids[0]
+
+
+def test_reindex_model_moves_the_store_and_records_it_in_the_config(
+    cli: Any, home: Path, minilm_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`memcli reindex --model NEW`: every memory re-embedded with NEW, the choice written to the user's
+    config (their comments kept), later commands use it; a model that does not load changes nothing."""
+    from memcli.models.bundled import bundled_minilm_dir
+    from memcli.models.convert import convert_bert
+
+    monkeypatch.delenv("MEMCLI_EMBEDDING_MODEL")
+    config = home / "config.toml"
+    home.mkdir(parents=True)
+    config.write_text(f'# my settings\n[embedding]\nmodel = "{minilm_path}"  # the default\n\n[recall]\nk = 7\n')
+    for fact in FACTS[:2]:
+        assert cli("add", fact).code == 0
+    src = bundled_minilm_dir()
+    assert src is not None
+    other = convert_bert(src, tmp_path / "other-minilm.gguf", name="other-minilm").path
+
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    r = cli("reindex", "--model", str(bad))
+    assert r.code == 5, r.err
+    assert str(minilm_path) in config.read_text()  # nothing recorded
+    assert cli("recall", "veterinarian and my dog", "--json").code == 0  # the store still works as before
+
+    r = cli("reindex", "--model", str(other), "--json")
+    assert r.code == 0, r.err
+    data = r.json()["data"]
+    assert data["memories"] == 2 and data["new_model"].startswith("other-minilm@") and data["config_file"] == str(config)
+    text = config.read_text()
+    assert f'model = "{other}"' in text and "# my settings" in text and "k = 7" in text
+    r = cli("recall", "veterinarian and my dog", "-k", "1", "--json")  # no flag, no env: the config names it
+    assert r.code == 0, r.err
+    assert r.json()["data"]["hits"][0]["memory"]["text"] == FACTS[0]
+    assert {m["embed_model"] for m in cli("list", "--json").json()["data"]["memories"]} == {data["new_model"]}

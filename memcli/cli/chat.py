@@ -16,14 +16,10 @@ ModelOpt = Annotated[
 
 
 def chat(
-    message: Annotated[
-        str | None, typer.Option("--message", "-m", help="Answer this once and exit ('-' reads stdin).")
-    ] = None,
+    message: Annotated[str | None, typer.Option("--message", "-m", help="Answer this once and exit ('-' reads stdin).")] = None,
     model: ModelOpt = None,
     no_remember: Annotated[bool, typer.Option("--no-remember", help="Incognito: nothing from this session is stored.")] = False,
-    system: Annotated[
-        str | None, typer.Option("--system", help="System prompt for this session (default from config).")
-    ] = None,
+    system: Annotated[str | None, typer.Option("--system", help="System prompt for this session (default from config).")] = None,
     space: SpaceOpt = None,
     json_: JsonOpt = False,
 ) -> None:

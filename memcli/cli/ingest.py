@@ -87,13 +87,24 @@ def ingest(
         raise typer.Exit(int(ExitCode.PARTIAL))
 
 
-def reindex(json_: JsonOpt = False) -> None:
-    """Re-embed every memory with the configured embedding model (after changing models)."""
+def reindex(
+    model: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--model",
+            metavar="GGUF",
+            help="Move the store to this embedding model (a path, or a name in the models directory) and record it in your config.",
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Re-embed every memory with the configured embedding model (after changing models), or move the
+    store to another one with --model. Nothing is lost; an interrupted run resumes."""
     from memcli import ui
 
     mem = api()
     if json_ or not ui.is_terminal():
-        result = mem.reindex()
+        result = mem.reindex(model=model)
     else:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -101,7 +112,11 @@ def reindex(json_: JsonOpt = False) -> None:
             TextColumn("re-embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
         ) as bar:
             task = bar.add_task("reindex", total=None)
-            result = mem.reindex(lambda done, total: bar.update(task, completed=done, total=total))
+            result = mem.reindex(lambda done, total: bar.update(task, completed=done, total=total), model=model)
     if json_:
         return ui.emit_json("reindex", result.to_json())
     ui.line(f"re-embedded {result.memories} memories with {result.new_model}")
+    if result.config_file:
+        ui.line(f"[embedding] model is now set in {result.config_file}")
+    if result.env_override:
+        ui.notice(f"{result.env_override} is set and names another model: it overrides the config file; update or unset it")

@@ -1,10 +1,13 @@
-"""Re-embed every memory with the configured embedding model (after changing models)."""
+"""Re-embed every memory with the configured embedding model (after changing models), or move the
+store to another model (``reindex --model``: the choice is recorded in the user's config file)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from memcli import config
 from memcli.context import Context
 from memcli.store import embed_input, vec_to_blob
 
@@ -14,15 +17,34 @@ class ReindexResult:
     memories: int
     old_model: str | None
     new_model: str
+    config_file: str | None = None  # where --model was recorded
+    env_override: str | None = None  # an environment variable that still names another model
 
     def to_json(self) -> dict[str, object]:
         return self.__dict__.copy()
 
 
-def reindex(ctx: Context, progress: Callable[[int, int], None] | None = None) -> ReindexResult:
+def reindex(ctx: Context, progress: Callable[[int, int], None] | None = None, *, model: str | None = None) -> ReindexResult:
     """Re-embed in batches; each batch commits on its own, so an interrupted reindex resumes where it
-    stopped (rows already carrying the new model are skipped). The store's model changes at the end."""
-    emb = ctx.load_embedder(check_store=False)
+    stopped (rows already carrying the new model are skipped). The store's model changes at the end.
+
+    ``model`` (a GGUF path, or a file name in the models directory) is loaded first -- a model that
+    does not load changes nothing -- then written to the user's config file *before* any memory is
+    re-embedded, so an interrupted move is finished by a plain ``memcli reindex``."""
+    recorded: str | None = None
+    env_override: str | None = None
+    if model is not None:
+        p = Path(model).expanduser()
+        value = str(p.resolve()) if p.exists() else model
+        ctx.override("embedding", "model", value)
+        emb = ctx.load_embedder(check_store=False)  # fails here, before anything changed, if it will not load
+        config.set_user_value(ctx.paths.config_file, "embedding", "model", value)
+        recorded = str(ctx.paths.config_file)
+        name = config.env_name("embedding", "model")
+        if ctx.env.get(name, value) != value:
+            env_override = name
+    else:
+        emb = ctx.load_embedder(check_store=False)
     store = ctx.store
     cat = store.catalog
     old = cat.meta("embed_model")
@@ -62,4 +84,4 @@ def reindex(ctx: Context, progress: Callable[[int, int], None] | None = None) ->
             cat.set_meta(db, "embed_dim", str(emb.dim))
         store.reconcile()
 
-    return ReindexResult(memories=total, old_model=old, new_model=emb.model_id)
+    return ReindexResult(memories=total, old_model=old, new_model=emb.model_id, config_file=recorded, env_override=env_override)
