@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from scripted import ScriptedChat, facts
@@ -86,6 +87,25 @@ def test_contradiction_supersedes_with_the_time_it_stopped_being_true(mem: Memcl
     assert [h.memory.text for h in then.hits] == ["The user lives in Bergen."]
     history = mem.ctx.store.catalog.history(old.id)
     assert [a for _, a, _ in history] == ["add", "supersede"]
+
+
+def test_many_closed_facts_never_hide_the_current_one(home: Path) -> None:
+    """After a dozen moves, the old homes (closed, and more similar to the newest than the current one
+    is) must not crowd the current home out of the comparison: each move supersedes exactly it. Found
+    by the chat kill loop: the current fact fell out of the top hits and stayed current beside its
+    contradiction."""
+    mem = Memcli(settings={("chat", "related_similarity"): 0.2})  # every home counts as related
+    cities = ["Lisbon", "Oslo", "Nairobi", "Kyoto", "Quito", "Tallinn", "Perth", "Montreal", "Dakar", "Hanoi", "Bergen", "Cusco"]
+    answers: list[str | dict[str, object]] = [facts(f"The user lives in {cities[0]} now.")]
+    for c in cities[1:]:
+        answers += [facts(f"The user lives in {c} now."), {"action": "supersede", "target": 1, "text": ""}]
+    model = ScriptedChat(answers=answers)
+    s = session(mem, model)
+    for c in cities:
+        s.ask(f"I moved to {c}.")
+        assert current_facts(mem) == [f"The user lives in {c} now."], c
+    assert model.answers == []  # every move was reconciled by the model, none added as unrelated
+    mem.close()
 
 
 def test_duplicates_are_not_stored_twice(mem: Memcli) -> None:

@@ -214,8 +214,19 @@ def extract(ctx: Context, model: ChatModel, conversation: Sequence[ChatMessage],
 
 
 def similar_facts(ctx: Context, vector: Sequence[float], *, space: str, n: int) -> list[tuple[Memory, float]]:
-    """Current facts most similar to ``vector``, best first, with their cosine similarity."""
-    hits = ctx.store.index.query(space, list(vector), n * 2, kinds=(Kind.FACT.value, Kind.PROFILE.value))
+    """Current facts most similar to ``vector``, best first, with their cosine similarity.
+
+    The search is restricted to the ids of current facts: a topic that changed many times has many
+    closed facts, and those, being the most similar, used to fill the top hits and hide the one
+    current fact -- which then stayed current beside its contradiction."""
+    current = [
+        r[0]
+        for r in ctx.store.catalog.db.execute(
+            "SELECT id FROM memories WHERE space = ? AND kind IN (?, ?) AND state = 'active' AND retired_at IS NULL",
+            (space, Kind.FACT.value, Kind.PROFILE.value),
+        )
+    ]
+    hits = ctx.store.index.query(space, list(vector), n, ids=current)
     found = ctx.store.catalog.by_ids(h.id for h in hits)
     out = [(found[h.id], h.similarity) for h in hits if h.id in found]
     return [(m, s) for m, s in out if m.state == "active" and m.current][:n]
