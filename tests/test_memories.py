@@ -252,6 +252,41 @@ def test_doctor_finds_and_repairs_a_damaged_vector_index(mem: Memcli) -> None:
     assert mem.recall("vet dog wrist sprain", k=1).hits[0].memory.id == ids[0]
 
 
+def test_doctor_finds_dangling_links_and_reports_held_locks(mem: Memcli, home: Path) -> None:
+    import subprocess
+    import sys
+
+    a, b = (mem.add(f).added[0].id for f in FACTS[:2])
+    mem.ctx.store.link(a, b, "related")
+    report = mem.doctor()
+    assert report.ok
+    assert next(f for f in report.findings if f.check == "links").detail.startswith("1 links, 0 ")
+    assert "free" in next(f for f in report.findings if f.check == "locks").detail
+    with mem.ctx.store.catalog.transaction() as db:  # damage: a link to a memory that is not there
+        db.execute("INSERT INTO links(src, dst, kind, at) VALUES(?, 'feedfacefeedface', 'related', 0)", (a,))
+    bad = next(f for f in mem.doctor().findings if f.check == "links")
+    assert not bad.ok and "1 to memories that no longer exist" in bad.detail
+    assert mem.doctor(repair=True).ok and mem.doctor().ok
+    assert mem.ctx.store.catalog.links(a) == [(a, "related", b)]  # the good link kept
+
+    # Another process holding the write lock (a write in progress) is named; when it dies, the lock
+    # file stays behind and is reported free.
+    lock = home / "data" / "write.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
+         "print('held', flush=True); time.sleep(60)", str(lock)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        held = next(f for f in mem.doctor().findings if f.check == "locks")
+        assert held.ok and "write.lock" in held.detail and "held" in held.detail
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lock.exists() and "free" in next(f for f in mem.doctor().findings if f.check == "locks").detail
+
+
 def test_reindex_model_moves_the_store_and_records_it_in_the_config(
     cli: Any, home: Path, minilm_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

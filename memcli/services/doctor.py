@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from memcli.backends.base import VectorMeta
@@ -121,6 +124,10 @@ def doctor(ctx: Context, *, repair: bool = False) -> DoctorReport:
             out.append(
                 Finding("embedding model", False, f"store: {model}; configured model unusable: {getattr(e, 'message', e)}")
             )
+    out.append(_links(cat, repair))
+    out.append(_locks(ctx.paths.data_dir))
+    if cat.meta("consolidate:intent") is not None:
+        out.append(Finding("consolidate", True, "a `memcli consolidate` run was interrupted mid-step: the next run finishes it"))
     loose = [p for p in (ctx.paths.data_dir, ctx.paths.db_file, ctx.paths.models_dir) if p.exists() and readable_by_others(p)]
     out.append(
         Finding("permissions", not loose, "owner-only" if not loose else "readable by others: " + ", ".join(map(str, loose)))
@@ -130,3 +137,38 @@ def doctor(ctx: Context, *, repair: bool = False) -> DoctorReport:
     total = cat.db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
     out.append(Finding("LLM outputs", True, f"{total} quarantined (unparseable or invalid; nothing was applied)"))
     return DoctorReport(tuple(out), held)
+
+
+def _links(cat: Any, repair: bool) -> Finding:
+    """Links whose either end is no longer in the catalog (a purge removes its links in the same
+    transaction, so any found here are damage); repair deletes them."""
+    q = "FROM links WHERE src NOT IN (SELECT id FROM memories) OR dst NOT IN (SELECT id FROM memories)"
+    dangling = cat.db.execute("SELECT count(*) " + q).fetchone()[0]
+    total = cat.db.execute("SELECT count(*) FROM links").fetchone()[0]
+    detail = f"{total} links, {dangling} to memories that no longer exist"
+    if dangling and repair:
+        with cat.transaction() as db:
+            db.execute("DELETE " + q)
+        return Finding("links", False, detail + "; removed", repaired=True)
+    return Finding("links", dangling == 0, detail)
+
+
+def _locks(data_dir: Path) -> Finding:
+    """memcli's locks are fcntl locks: the OS releases them when their process dies, so a lock file
+    left behind never blocks anyone. Say whether one is held right now (a write or a consolidate run
+    in progress), which explains a command that waits."""
+    held = []
+    for name in ("write.lock", "consolidate.lock"):
+        path = data_dir / name
+        if not path.exists():
+            continue
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held.append(name)
+        finally:
+            os.close(fd)  # closing drops the probe's shared lock
+    if held:
+        return Finding("locks", True, "held by a running memcli process: " + ", ".join(held))
+    return Finding("locks", True, "free (a process that dies releases its locks; lock files left behind are harmless)")
