@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import json
 import math
 import os
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from memcli.context import Context
-from memcli.errors import not_found, usage_error
+from memcli.errors import not_found, store_error, usage_error
 from memcli.paths import ensure_private_dir
 from memcli.records import Kind, ts
 from memcli.store import check_space, embed_input, vec_to_blob
@@ -104,6 +105,8 @@ def export(
         raise usage_error("nothing to write", hint="Give a FILE ('-' for stdout), --markdown DIR, or both.")
     if space is not None:
         check_space(space)
+    if isinstance(dest, Path) and (not dest.name or dest.is_dir()):
+        raise usage_error(f"cannot write the export to {str(dest)!r}: not a file name", hint="Give a FILE, e.g. memories.jsonl.")
     cat = ctx.store.catalog  # opening the store first completes any interrupted write
     # A read-only connection of our own: one snapshot of the whole store, however long the export takes.
     db = sqlite3.connect(f"{cat.path.resolve().as_uri()}?mode=ro", uri=True)
@@ -223,6 +226,11 @@ def _atomic_write(dest: Path, chunks: Iterator[str]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, dest)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise store_error(f"cannot write {dest}: {e.strerror}", hint="Free some disk space, or write elsewhere.") from None
+        raise usage_error(f"cannot write {dest}: {e.strerror or e}", hint="Choose a file you can write.") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
