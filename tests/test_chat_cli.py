@@ -178,3 +178,24 @@ def test_openai_backend_without_url_is_a_config_error(cli, home: Path, monkeypat
     monkeypatch.setenv("MEMCLI_CHAT_BACKEND", "openai")
     r = cli("chat", "-m", "hello")
     assert r.code == 4 and "[chat] url" in r.err
+
+
+def test_memory_carries_across_sessions_and_follows_a_change(cli, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Three separate `memcli chat` sessions (processes would do the same; the store is the only link):
+    the fact learned in the first is replaced by the second, and the third is answered with the new
+    one in its prompt and the old one closed. The model is the scripted server (tests/scripted_server.py)."""
+    from scripted_server import scripted_server
+
+    with scripted_server() as url:
+        for k, v in {"BACKEND": "openai", "URL": url, "SERVER_MODEL": "scripted", "RELATED_SIMILARITY": "0.2"}.items():
+            monkeypatch.setenv(f"MEMCLI_CHAT_{k}", v)
+        assert cli("chat", "-m", "I moved to Lisbon.").code == 0
+        assert cli("chat", "-m", "I moved to Oslo.").code == 0
+        r = cli("chat", "-m", "Where do I live these days?", "--json")
+    assert r.code == 0, r.err
+    used = [h["memory"]["text"] for h in r.json()["data"]["memories_used"]]
+    assert "The user lives in Oslo now." in used and "The user lives in Lisbon now." not in used
+    facts = {m["text"]: m for m in cli("list", "--kind", "fact", "--json").json()["data"]["memories"]}
+    assert facts["The user lives in Lisbon now."]["superseded_by"] == facts["The user lives in Oslo now."]["id"]
+    sessions = {m["source"] for m in cli("list", "--kind", "episode", "--json").json()["data"]["memories"]}
+    assert len(sessions) == 3  # each chat kept as its own episode
