@@ -91,6 +91,7 @@ class Memcli:
         time_aware: bool = True,
         touch: bool = True,
         as_of: datetime | None = None,
+        links: int = 0,
     ) -> RecallResult:
         """Hybrid recall. ``now`` is the reference time for relative expressions and recency;
         ``context`` adds that many neighbours (same document/conversation) to each hit;
@@ -112,6 +113,7 @@ class Memcli:
             time_aware=time_aware,
             touch=touch,
             as_of=as_of,
+            links=links,
         )
 
     def chat(

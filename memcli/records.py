@@ -88,6 +88,19 @@ class AddResult:
 
 
 @dataclass(frozen=True)
+class Linked:
+    """A memory one link away from a hit (``recall --links``), and why it is there."""
+
+    memory: Memory
+    kind: str  # the link's kind: related, supersedes, refines, summarises, derived_from, ...
+    outgoing: bool  # True: the hit links to it; False: it links to the hit
+    reason: str  # in words, for --explain ("shared tags: garden; similarity 0.71")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"memory": self.memory.to_json(), "kind": self.kind, "outgoing": self.outgoing, "reason": self.reason}
+
+
+@dataclass(frozen=True)
 class Hit:
     memory: Memory
     rank: int  # 1-based fused rank
@@ -98,11 +111,13 @@ class Hit:
     keyword_score: float | None  # BM25 (higher is better)
     recency: float  # 0..1, 1 = now
     context: tuple[Memory, ...] = ()  # neighbours in the same document/conversation (--context N), in order
+    linked: tuple[Linked, ...] = ()  # memories one link away (--links), not themselves ranked
 
     def to_json(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if k not in ("memory", "context")}
+        d = {k: v for k, v in asdict(self).items() if k not in ("memory", "context", "linked")}
         d["memory"] = self.memory.to_json()
         d["context"] = [m.to_json() for m in self.context]
+        d["linked"] = [x.to_json() for x in self.linked]
         return d
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from memcli.api import Memcli
+from memcli.records import Kind
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -106,3 +107,72 @@ def test_explicit_window_is_never_dropped(dated: Memcli) -> None:
         until=datetime(2019, 2, 1, tzinfo=UTC),
     )
     assert r.hits == ()
+
+
+# -- following links one hop ---------------------------------------------------------------------
+def _linked_store(mem: Memcli) -> dict[str, str]:
+    """A note linked ('related', as consolidate links them) to another, a fact superseded by a newer
+    one, a trashed memory linked to the note, and a memory in another space linked to it."""
+    ids = {
+        "note": mem.add("Planted the tomatoes by the south fence", tags=["garden"]).added[0].id,
+        "related": mem.add("Basil grows best next to tomatoes, says the seed catalogue", tags=["garden"]).added[0].id,
+        "trashed": mem.add("Old plan: tomatoes in pots on the balcony", tags=["garden"]).added[0].id,
+        "elsewhere": mem.add("Tomato soup recipe from work lunch", space="work").added[0].id,
+    }
+    store = mem.ctx.store
+    store.link(ids["note"], ids["related"], "related")
+    store.link(ids["note"], ids["trashed"], "related")
+    store.link(ids["note"], ids["elsewhere"], "related")
+    mem.forget([ids["trashed"]])
+    return ids
+
+
+def test_links_bring_related_memories_with_the_reason(mem: Memcli) -> None:
+    ids = _linked_store(mem)
+    plain = mem.recall("where did I plant the tomatoes", k=1, touch=False)
+    assert plain.hits[0].memory.id == ids["note"] and plain.hits[0].linked == ()  # off unless asked
+    r = mem.recall("where did I plant the tomatoes", k=1, links=3, touch=False)
+    (hit,) = r.hits
+    assert hit.memory.id == ids["note"]
+    # the trashed one and the other space's one are filtered out, like any recall result
+    assert [x.memory.id for x in hit.linked] == [ids["related"]]
+    x = hit.linked[0]
+    assert x.kind == "related" and x.outgoing and "shared tags garden" in x.reason and "similarity 0." in x.reason
+    assert [h.memory.id for h in r.hits] == [h.memory.id for h in plain.hits]  # ranks untouched
+
+
+def test_links_follow_supersession_and_respect_as_of(mem: Memcli) -> None:
+    from memcli.store import NewMemory, Succession
+
+    store, emb = mem.ctx.store, mem.ctx.embedder
+    t0 = datetime(2024, 1, 1, tzinfo=UTC).timestamp()
+    [old] = store.add("default", [(NewMemory(text="My dentist is Dr. Alvarez", kind=Kind.FACT, valid_from=t0, event_at=t0, recorded_at=t0), emb.embed_documents(["My dentist is Dr. Alvarez"])[0])], emb.model_id)  # fmt: skip
+    old_m = store.catalog.by_ids([old])[old]
+    t1 = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
+    text = "My dentist is Dr. Okafor at the new clinic"
+    [new] = store.apply("default", [(NewMemory(text=text, kind=Kind.FACT, valid_from=t1, event_at=t1, recorded_at=t1), emb.embed_documents([text])[0])], emb.model_id, succeeds=Succession(old_m, t1, "supersede"))  # fmt: skip
+    turn = mem.add("user: I switched to Dr. Okafor, the old clinic closed", kind=Kind.EPISODE).added[0].id
+    store.link(new, turn, "derived_from")
+    now = mem.recall("who is my dentist", k=1, links=2, kinds=[Kind.FACT], touch=False)
+    assert now.hits[0].memory.id == new
+    assert [x.memory.id for x in now.hits[0].linked] == []  # the episode is not a fact; the closed fact not true now
+    now = mem.recall("who is my dentist", k=1, links=2, touch=False)
+    assert now.hits[0].memory.id == new
+    assert [(x.memory.id, x.reason.split(";")[0]) for x in now.hits[0].linked] == [
+        (turn, "derived_from link: where this was learned")
+    ]
+    then = mem.recall("who is my dentist", k=2, links=2, as_of=datetime(2025, 6, 1, tzinfo=UTC), touch=False)
+    assert [h.memory.id for h in then.hits] == [new]
+    back = mem.recall("who is my dentist", k=1, links=2, as_of=datetime(2024, 6, 1, tzinfo=UTC), touch=False)
+    assert back.hits[0].memory.id == old and back.hits[0].linked == ()  # the successor was not yet true
+
+
+def test_explain_shows_why_a_linked_memory_is_there(cli, mem: Memcli) -> None:  # type: ignore[no-untyped-def]
+    ids = _linked_store(mem)
+    mem.close()
+    r = cli("recall", "where did I plant the tomatoes", "-k", "1", "--explain")
+    assert r.code == 0, r.err
+    assert "shared tags garden" in r.out and ids["related"][:8] in r.out
+    r = cli("recall", "where did I plant the tomatoes", "-k", "1", "--links", "2", "--json")
+    linked = r.json()["data"]["hits"][0]["linked"]
+    assert [x["memory"]["id"] for x in linked] == [ids["related"]] and linked[0]["kind"] == "related"

@@ -22,7 +22,15 @@ def recall(
         typer.Option("--as-of", help="Answer with what was true then (superseded facts included), e.g. 2024-03-01."),
     ] = None,
     context: Annotated[int, typer.Option("--context", "-C", min=0, max=20, help="Also show N neighbours of each hit.")] = 0,
-    explain: Annotated[bool, typer.Option("--explain", help="Show the evidence: dense, keyword, recency, time window.")] = False,
+    links: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            "--links", min=0, max=20, help="Also show up to N memories linked to each hit, one hop (default 0; 2 with --explain)."
+        ),
+    ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Show the evidence: dense, keyword, recency, time window, links.")
+    ] = False,
     space: SpaceOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -40,6 +48,7 @@ def recall(
         space=space,
         context=context,
         as_of=when(as_of),
+        links=(2 if explain else 0) if links is None else links,
     )
     if json_:
         return ui.emit_json("recall", result.to_json())
@@ -67,6 +76,13 @@ def recall(
                 for h in result.hits
             ],
         )
+        linked = [
+            (f"{h.rank}", short_id(x.memory.id), "↳ " + x.reason, ui.short(x.memory.text, 70))
+            for h in result.hits
+            for x in h.linked
+        ]
+        if linked:
+            ui.table(["hit", "id", "linked, one hop: why", "text"], linked)
         return
     rows = []
     for h in result.hits:
@@ -82,4 +98,5 @@ def recall(
             )
         )
         rows += [("", "", "", "  " + ui.short(m.text, 98)) for m in after]
+        rows += [("", short_id(x.memory.id), "", f"  ↳ {x.kind}: " + ui.short(x.memory.text, 90)) for x in h.linked]
     ui.table(["#", "id", "when", "text"], rows)

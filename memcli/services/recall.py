@@ -16,6 +16,12 @@ points worse at k=5).
 Time-aware: a time expression in the query ("last week", "in March 2023") becomes a window on the
 memories' event time (falling back to the whole store when the window holds nothing), and words like
 "latest" or "originally" become a recency preference; explicit ``since``/``until`` win over both.
+
+Links (``links`` > 0): each hit also carries up to that many memories one link away (A-MEM style
+"related" links that consolidate draws from shared tags and similarity, a fact's successor or
+predecessor, a summary and what it summarises, the turn a fact was learned from), with the reason.
+They ride along with their hit rather than taking a rank, so they never push a direct match out of
+the top k; they obey the same space, kind, tag, time-window and truth (current / ``as_of``) filters.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from datetime import datetime
 from memcli.backends.catalog import Filter
 from memcli.context import Context
 from memcli.errors import usage_error
-from memcli.records import Hit, Kind, Memory, RecallResult
+from memcli.records import Hit, Kind, Linked, Memory, RecallResult
 from memcli.services.retention import RetentionParams, assess
 
 FILTER_IDS_CAP = 20_000
@@ -49,6 +55,7 @@ def recall(
     time_aware: bool = True,
     touch: bool = True,
     as_of: datetime | None = None,
+    links: int = 0,
 ) -> RecallResult:
     """``as_of``: answer with what was true then (facts retired later count; ones learned later do
     not); by default only what is true now (a superseded or refined fact is history, not an answer)."""
@@ -61,6 +68,8 @@ def recall(
         raise usage_error(f"-k must be at least 1, got {k}")
     if context < 0:
         raise usage_error(f"--context must be 0 or more, got {context}")
+    if links < 0:
+        raise usage_error(f"--links must be 0 or more, got {links}")
     space = ctx.space(space)
     ref = now or datetime.now().astimezone()
     keyword_query = query
@@ -112,6 +121,8 @@ def recall(
                 context=around,
             )
         )
+    if links and hits:
+        hits = _with_links(ctx, hits, f, as_of, links)
     confidence = max((s for _, s in dense_rank.values()), default=0.0)
     # Any keyword hit is weak evidence: 94% of questions asked of an unrelated store had one (common
     # words; benchmarks/abstention.py). A memory holding every content word of the query is strong
@@ -186,3 +197,72 @@ def _candidates(
     inf = 1 << 30
     scored.sort(key=lambda x: (-x[0], kw_rank.get(x[1], (inf, 0.0))[0], dense_rank.get(x[1], (inf, 0.0))[0], x[1]))
     return scored, memories, dense_rank, {m: v for m, v in kw_rank.items() if m in memories}
+
+
+_LINK_WORDS = {  # (outgoing, incoming): how the linked memory relates to the hit
+    "supersedes": ("what this replaced", "what replaced this"),
+    "refines": ("what this refined", "what refined this"),
+    "summarises": ("summarised here", "a summary of this"),
+    "derived_from": ("where this was learned", "learned from this"),
+}
+
+
+def _with_links(ctx: Context, hits: list[Hit], f: Filter, as_of: datetime | None, limit: int) -> list[Hit]:
+    """Attach up to ``limit`` memories one link away to each hit (see the module docstring)."""
+    import numpy as np
+
+    from memcli.services.consolidate import STRUCTURAL_TAGS
+    from memcli.store import blob_to_vec
+
+    cat = ctx.store.catalog
+    shown = {h.memory.id for h in hits}
+    edges = {
+        h.memory.id: [(dst if src == h.memory.id else src, kind, src == h.memory.id) for src, kind, dst in cat.links(h.memory.id)]
+        for h in hits
+    }
+    others = cat.by_ids({o for e in edges.values() for o, _, _ in e} - shown)
+
+    def allowed(m: Memory) -> bool:
+        if m.state != "active" or m.space != f.space or (f.kinds and m.kind.value not in f.kinds):
+            return False
+        if f.tags and not set(f.tags) <= set(m.tags):
+            return False
+        t = (m.event_at or m.recorded_at).timestamp()
+        if (f.since is not None and t < f.since) or (f.until is not None and t >= f.until):
+            return False
+        return m.current if as_of is None else m.true_at(as_of) and m.recorded_at <= as_of
+
+    wanted = [i for i, m in others.items() if allowed(m)]
+    vecs = {
+        r[0]: np.asarray(blob_to_vec(r[1]), dtype=np.float32)
+        for r in cat.db.execute(
+            f"SELECT id, embedding FROM memories WHERE id IN ({','.join('?' * (len(wanted) + len(shown)))})",
+            [*wanted, *shown],
+        )
+    } if wanted else {}  # fmt: skip
+
+    def cosine(a: str, b: str) -> float | None:
+        if a not in vecs or b not in vecs:
+            return None
+        x, y = vecs[a], vecs[b]
+        return float(x @ y / ((np.linalg.norm(x) * np.linalg.norm(y)) or 1.0))
+
+    out = []
+    for h in hits:
+        found: list[tuple[float, Linked]] = []
+        for oid, kind, outgoing in edges[h.memory.id]:
+            m = others.get(oid)
+            if m is None or oid not in wanted:
+                continue
+            sim = cosine(h.memory.id, oid)
+            if kind in _LINK_WORDS:
+                reason = f"{kind} link: {_LINK_WORDS[kind][0 if outgoing else 1]}"
+            else:
+                shared = sorted((set(h.memory.tags) & set(m.tags)) - STRUCTURAL_TAGS)
+                reason = f"{kind} link" + (f": shared tags {', '.join(shared)}" if shared else "")
+            if sim is not None:
+                reason += f"; similarity {sim:.2f}"
+            found.append((sim if sim is not None else -1.0, Linked(m, kind, outgoing, reason)))
+        found.sort(key=lambda x: -x[0])
+        out.append(replace(h, linked=tuple(x for _, x in found[:limit])))
+    return out
