@@ -160,10 +160,11 @@ def test_processes_at_once_lose_nothing_and_readers_never_fail(tmp_path: Path, m
     )
 
 
-def test_chat_consolidate_and_recall_at_once(tmp_path: Path, minilm_path: Path) -> None:
-    """A chat session writing memories (episodes, facts, supersessions), cron's `consolidate` and
-    recalls, all at once for a bounded time: every exchange stored whole, the chain of homes intact
-    (one current), consolidate done or refused as busy (exit 9), readers never fail, doctor ok."""
+def test_chat_consolidate_ingest_and_recall_at_once(tmp_path: Path, minilm_path: Path) -> None:
+    """A chat session writing memories (episodes, facts, supersessions), cron's `consolidate`, an
+    ingest and recalls, all at once for a bounded time: every exchange stored whole, the chain of homes
+    intact (one current), the tree ingested exactly, consolidate done or refused as busy (exit 9),
+    readers never fail, doctor ok."""
     from crashkit import ChatJob
     from scripted_server import scripted_server
 
@@ -172,6 +173,8 @@ def test_chat_consolidate_and_recall_at_once(tmp_path: Path, minilm_path: Path) 
         home = job.home
         plain = memcli_env(home, minilm_path)  # consolidate and recall: no chat model configured
         assert memcli(plain, "add", "Seed memory: the lighthouse keeper's cat is called Biscuit.").code == 0
+        tree = IngestJob(tmp_path, minilm_path, files=40)
+        tree.prepare(0, random.Random(5))  # writes the tree; tree.cur is what ingesting it must give
         deadline = time.monotonic() + SECONDS
         chats: list[Proc] = []
         others: list[tuple[str, Proc]] = []
@@ -193,6 +196,11 @@ def test_chat_consolidate_and_recall_at_once(tmp_path: Path, minilm_path: Path) 
                 with lock:
                     others.append(("consolidate", p))
 
+        def ingest() -> None:
+            p = memcli(plain, "ingest", str(tree.tree), "--json")
+            with lock:
+                others.append(("ingest", p))
+
         def reader() -> None:
             i = 0
             while time.monotonic() < deadline or i < 3:
@@ -201,7 +209,7 @@ def test_chat_consolidate_and_recall_at_once(tmp_path: Path, minilm_path: Path) 
                     others.append(("recall", p))
                 i += 1
 
-        threads = [threading.Thread(target=f) for f in (chat, consolidate, consolidate, reader)]
+        threads = [threading.Thread(target=f) for f in (chat, consolidate, consolidate, ingest, reader)]
         for t in threads:
             t.start()
         for t in threads:
@@ -213,15 +221,20 @@ def test_chat_consolidate_and_recall_at_once(tmp_path: Path, minilm_path: Path) 
     assert any(p.code == 0 for p in consolidations)
     for name, p in others:
         assert "Traceback" not in p.err, (name, p.err)
-        if name == "recall":
-            assert p.code == 0 and json.loads(p.out)["ok"] is True, (p.code, p.err)
+        if name in ("recall", "ingest"):
+            assert p.code == 0 and json.loads(p.out)["ok"] is True, (name, p.code, p.err)
         else:  # the second cron run while one is going: busy, exit 9, nothing done
             assert p.code in (0, 9), (p.code, p.err[-300:])
     verdict = job.complete(home)
     assert verdict.problems == [] and (verdict.lost, verdict.duplicates) == (0, 0)
+    ingested: dict[str, list[tuple[int | None, str]]] = {}
+    for r in rows(home):
+        if r.source.startswith("file:") and r.state == "active":
+            ingested.setdefault(r.source, []).append((r.position, r.text))
+    assert {k: sorted(v) for k, v in ingested.items()} == {k: sorted(v) for k, v in tree.cur.items()}
     report_proc, report = doctor(plain)
     assert report_proc.code == 0 and not_ok_findings(report) == [], not_ok_findings(report)
     print(
-        f"\nchat+consolidate: {len(chats)} chat turns, {len(consolidations)} consolidate runs "
+        f"\nchat+consolidate+ingest: {len(chats)} chat turns, {len(consolidations)} consolidate runs "
         f"({sum(p.code == 9 for p in consolidations)} busy), {sum(n == 'recall' for n, _ in others)} recalls"
     )
