@@ -62,6 +62,14 @@ class Context:
         replayed = store.reconcile()
         if replayed:
             self.notices.append(f"completed {replayed} memory write(s) that an earlier run left unfinished")
+        from memcli.paths import readable_by_others
+
+        # Warn, not fix: someone loosened them on purpose or by accident, and only they know which.
+        loose = [str(p) for p in (self.paths.data_dir, self.paths.db_file) if readable_by_others(p)]
+        if loose:
+            self.notices.append(
+                f"warning: other users can read your memories: {', '.join(loose)} (chmod 700 the directory, 600 the files)"
+            )
         return store
 
     def embedding_model_path(self) -> Path:

@@ -76,6 +76,8 @@ def test_a_data_directory_readable_by_others_is_reported(tmp_path: Path, minilm_
     assert memcli(env, "add", "Something private").code == 0
     data = home / "data"
     data.chmod(0o755)
+    p = memcli(env, "list")  # every command that opens the store warns, without changing anything
+    assert p.code == 0 and "other users can read your memories" in p.err and str(data) in p.err
     p, report = doctor(env)
     assert p.code == 6
     assert any(f.startswith("permissions: readable by others") and str(data) in f for f in not_ok_findings(report))
@@ -87,6 +89,7 @@ def test_a_data_directory_readable_by_others_is_reported(tmp_path: Path, minilm_
     (data / "memcli.sqlite3").chmod(0o600)
     p, report = doctor(env)
     assert p.code == 0 and not_ok_findings(report) == []
+    assert "other users" not in memcli(env, "list").err
 
 
 MARKER = "quokkazanzibar4417"
