@@ -89,9 +89,10 @@ def embed_input(text: str, keys: str) -> str:
 
 
 class MemoryStore:
-    def __init__(self, data_dir: Path, index_factory: Callable[[], VectorIndex]) -> None:
+    def __init__(self, data_dir: Path, index_factory: Callable[[], VectorIndex], catalog: Catalog | None = None) -> None:
+        """``catalog``: an already open one (server mode: the synced cache, memcli/replica.py)."""
         self.data_dir = data_dir
-        self.catalog = Catalog(data_dir / "memcli.sqlite3")
+        self.catalog = catalog or Catalog(data_dir / "memcli.sqlite3")
         self._index_factory = index_factory
         self._index: VectorIndex | None = None
         self._lock_file: IO[str] | None = None
@@ -365,6 +366,8 @@ class MemoryStore:
                 # Rewrite the keyword index so deleted terms do not survive in its old segments.
                 db.execute("INSERT INTO memory_fts(memory_fts) VALUES('optimize')")
             self._drop_tombstones()
+            if self.catalog.journal is not None:  # server mode: the text goes from the server's log too
+                self.catalog.journal.scrub(memories)
             # Rebuild the file and empty the write-ahead log: no old page keeps the text.
             self.catalog.db.execute("VACUUM")
             self.catalog.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -35,8 +35,18 @@ def _version(value: bool) -> None:
 def root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
     color: Annotated[str, typer.Option("--color", help="auto, always or never (NO_COLOR is respected).")] = "",
+    store_url: Annotated[
+        str,
+        typer.Option(
+            "--store-url", help="Use the Chroma server at this URL for this command ([store] url; token: MEMCLI_STORE_TOKEN)."
+        ),
+    ] = "",
 ) -> None:
     from memcli import ui
+    from memcli.cli import common
+
+    if store_url:
+        common.store_url[:] = [store_url]
 
     if color:
         if color not in ("auto", "always", "never"):
