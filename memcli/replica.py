@@ -149,7 +149,10 @@ class Journal:
         from memcli.backends.chroma_server import LogRecord
 
         self._seq += 1
-        now_ns = time.time_ns()
+        # A transaction sorts after every one this cache has applied, whatever this machine's clock says
+        # (a Lamport clock): only truly concurrent writes can then arrive out of order elsewhere.
+        seen = _state(db, "max_tx")
+        now_ns = max(time.time_ns(), int(seen.split("-")[0]) + 1 if seen else 0)
         tx = f"{now_ns:020d}-{self.device}-{self._seq:06d}"
         bodies = _parts(stmts)
         records = [LogRecord(f"{tx}.{i}", tx, i, len(bodies), now_ns // 1_000_000, b) for i, b in enumerate(bodies)]

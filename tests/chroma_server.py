@@ -39,8 +39,9 @@ class ChromaServer:
         return f"http://127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, path: Path, timeout: float = 60.0) -> ChromaServer:
-        port = free_port()
+    def start(cls, path: Path, timeout: float = 60.0, port: int | None = None) -> ChromaServer:
+        port = port or free_port()
+        path.mkdir(parents=True, exist_ok=True)
         log = path / "server.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMA_")}
         env["ANONYMIZED_TELEMETRY"] = "False"

@@ -70,6 +70,7 @@ app.command()(lifecycle.prune)
 app.command()(lifecycle.history)
 app.command()(lifecycle.export)
 app.command("import")(lifecycle.import_)
+app.command()(lifecycle.migrate)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(models_cmd.app, name="models")
 
