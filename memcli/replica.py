@@ -167,16 +167,18 @@ class Journal:
             if stmt.strip():
                 db.execute(stmt)
         server_n = self.log.count()
-        applied = {r[0] for r in db.execute("SELECT id FROM replica_applied")}
-        if server_n < len(applied):
+        local_n = int(db.execute("SELECT count(*) FROM replica_applied").fetchone()[0])
+        if server_n < local_n:
             return self.rebuild(catalog, "it holds changes this server does not have")
-        if not applied and server_n:
+        if not local_n and server_n:
             return self.rebuild(catalog, "no local cache yet", quiet_reason=True)
+        # Ids and stamps first (cheap), bodies only of what this cache has not applied.
         last_at = int(_state(db, "last_at") or 0)
-        fresh = [r for r in self.log.since(max(0, last_at - SKEW_MS)) if r.id not in applied] if server_n else []
-        if server_n > len(applied) + len(fresh):
-            have = applied | {r.id for r in fresh}
-            fresh += self.log.by_ids([i for i in self.log.all_ids() if i not in have])
+        recent = self.log.since(max(0, last_at - SKEW_MS), bodies=False) if server_n > 0 else []
+        new_ids = _unapplied(db, [r.id for r in recent])
+        if server_n > local_n + len(new_ids):  # something older than the window is missing: a full diff
+            new_ids = _unapplied(db, self.log.all_ids())
+        fresh = self.log.by_ids(new_ids) if new_ids else []
         txs = self._complete(db, fresh)
         if not txs:
             return catalog
@@ -290,6 +292,16 @@ def _scrub_stmt(stmt: Stmt, m: Memory, token: str) -> Stmt:
             row = [token if v == m.text else (v.replace(m.text, token) if quoting and isinstance(v, str) else v) for v in row]
         out.append(row)
     return [sql, out if many else out[0], many]
+
+
+def _unapplied(db: sqlite3.Connection, ids: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for i in range(0, len(ids), 500):
+        part = list(ids[i : i + 500])
+        q = f"SELECT id FROM replica_applied WHERE id IN ({','.join('?' * len(part))})"
+        have = {r[0] for r in sqlite3.Connection.execute(db, q, part)}
+        out += [x for x in part if x not in have]
+    return out
 
 
 def _state(db: sqlite3.Connection, key: str) -> str | None:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import httpx
 
-CHROMA = Path(sys.executable).with_name("chroma")
+# chromadb's `chroma` command, run by this interpreter (a copied venv's script may name another one).
+CHROMA = [sys.executable, "-c", "import sys; from chromadb.cli.cli import app; sys.argv[0] = 'chroma'; sys.exit(app())"]
 
 
 def free_port() -> int:
@@ -47,7 +48,7 @@ class ChromaServer:
         env["ANONYMIZED_TELEMETRY"] = "False"
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                [str(CHROMA), "run", "--path", str(path / "data"), "--host", "127.0.0.1", "--port", str(port)],
+                [*CHROMA, "run", "--path", str(path / "data"), "--host", "127.0.0.1", "--port", str(port)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,

@@ -275,18 +275,21 @@ class ChangeLog:
 
     def _records(self, res: Any) -> list[LogRecord]:
         out = []
-        for rid, doc, meta in zip(res["ids"], res["documents"] or [], res["metadatas"] or []):
+        docs = res["documents"] or [""] * len(res["ids"])
+        for rid, doc, meta in zip(res["ids"], docs, res["metadatas"] or []):
             out.append(LogRecord(rid, str(meta["tx"]), int(meta["part"]), int(meta["parts"]), int(meta["at"]), doc or ""))
         return out
 
-    def since(self, at_ms: int) -> list[LogRecord]:
+    def since(self, at_ms: int, *, bodies: bool = True) -> list[LogRecord]:
+        """Records stamped at or after ``at_ms``; ``bodies=False``: ids and metadata only (cheap)."""
         out: list[LogRecord] = []
+        include: Any = ["documents", "metadatas"] if bodies else ["metadatas"]
         with guard(self.cfg):
             offset = 0
             while True:
                 res = self.col.get(
                     where={"at": {"$gte": at_ms}},  # type: ignore[dict-item]
-                    include=["documents", "metadatas"],
+                    include=include,
                     limit=PAGE,
                     offset=offset,
                 )
