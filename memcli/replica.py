@@ -192,6 +192,11 @@ class Journal:
             return self.rebuild(catalog, "the cache did not accept the server's changes")
         return catalog
 
+    def counts(self, catalog: Catalog) -> tuple[int, int]:
+        """(records this cache has applied, records on the server), for `memcli doctor`."""
+        local = int(sqlite3.Connection.execute(catalog.db, "SELECT count(*) FROM replica_applied").fetchone()[0])
+        return local, self.log.count()
+
     def _complete(self, db: sqlite3.Connection, records: list[LogRecord]) -> dict[str, list[LogRecord]]:
         by_tx: dict[str, list[LogRecord]] = {}
         for r in records:

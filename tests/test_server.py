@@ -395,3 +395,12 @@ def test_migrate_to_a_server_and_back_is_lossless(
     assert comparable(_export(back)) == comparable(before)
     assert back.recall("winter tyres", k=1).hits[0].memory.text.startswith("The winter tyres")
     back.close()
+
+
+def test_doctor_and_stats_say_where_the_store_is(device: Callable[..., Memcli], chroma_server: ChromaServer) -> None:
+    a = device("a")
+    a.add("a note")
+    report = a.doctor()
+    cache = next(f for f in report.findings if f.check == "server cache")
+    assert report.ok and cache.ok and chroma_server.url in cache.detail
+    assert a.stats().store.startswith(chroma_server.url)
