@@ -154,10 +154,67 @@ class Journal:
         seen = _state(db, "max_tx")
         now_ns = max(time.time_ns(), int(seen.split("-")[0]) + 1 if seen else 0)
         tx = f"{now_ns:020d}-{self.device}-{self._seq:06d}"
+        stmts = self._externalise_embeddings(stmts)
         bodies = _parts(stmts)
         records = [LogRecord(f"{tx}.{i}", tx, i, len(bodies), now_ns // 1_000_000, b) for i, b in enumerate(bodies)]
         self.log.append(records)
         _mark_applied(db, [(r.id, tx) for r in records], tx, now_ns // 1_000_000)
+
+    def _externalise_embeddings(self, stmts: list[Stmt]) -> list[Stmt]:
+        """Rows inserted into ``memories`` carry their embedding: store it in the server's embeddings
+        collection (before the log record that refers to it) and log a reference {"emb": id, "dim": n}."""
+        import numpy as np
+
+        out: list[Stmt] = []
+        for sql, params, many in stmts:
+            m = INSERT_MEMORIES_RE.match(sql)
+            cols = [c.strip() for c in m.group(1).split(",")] if m else []
+            if "embedding" not in cols or "id" not in cols:
+                out.append([sql, params, many])
+                continue
+            ie, ii = cols.index("embedding"), cols.index("id")
+            rows = [list(r) for r in (params if many else [params])]
+            by_dim: dict[int, tuple[list[str], list[Any]]] = {}
+            for r in rows:
+                blob = _dec(r[ie])
+                if not blob:
+                    continue
+                v = np.frombuffer(blob, dtype=np.float32)
+                ids, vecs = by_dim.setdefault(len(v), ([], []))
+                ids.append(r[ii])
+                vecs.append(v.tolist())
+                r[ie] = {"emb": r[ii], "dim": len(v)}
+            for dim, (ids, vecs) in by_dim.items():
+                self.log.put_embeddings(dim, ids, vecs)
+            out.append([sql, rows if many else rows[0], many])
+        return out
+
+    def _internalise_embeddings(self, stmts: list[Stmt]) -> list[Stmt]:
+        """The inverse, for replay: references become the stored embeddings (b"" if purged since)."""
+        import numpy as np
+
+        wanted: dict[int, list[str]] = {}
+        for _, params, many in stmts:
+            for r in params if many else [params]:
+                for v in r:
+                    if isinstance(v, dict) and "emb" in v:
+                        wanted.setdefault(int(v["dim"]), []).append(str(v["emb"]))
+        if not wanted:
+            return stmts
+        found: dict[str, bytes] = {}
+        for dim, ids in wanted.items():
+            for k, vec in self.log.get_embeddings(dim, ids).items():
+                found[k] = np.asarray(vec, dtype=np.float32).tobytes()
+
+        def swap(v: Any) -> Any:
+            if isinstance(v, dict) and "emb" in v:
+                return {"b64": base64.b64encode(found.get(str(v["emb"]), b"")).decode("ascii")}
+            return v
+
+        return [
+            [sql, [[swap(v) for v in r] for r in params] if many else [swap(v) for v in params], many]
+            for sql, params, many in stmts
+        ]
 
     # -- reading ---------------------------------------------------------------------------------
     def sync(self, catalog: Catalog) -> Catalog:
@@ -218,11 +275,11 @@ class Journal:
         purged = False
         for tx in sorted(txs):
             parts = txs[tx]
+            stmts = self._internalise_embeddings([s for p in parts for s in json.loads(p.body)["stmts"]])
             with catalog.transaction(record=False) as db:
-                for p in parts:
-                    for stmt in json.loads(p.body)["stmts"]:
-                        purged = purged or "VALUES('optimize')" in stmt[0]
-                        _run(db, stmt)
+                for stmt in stmts:
+                    purged = purged or "VALUES('optimize')" in stmt[0]
+                    _run(db, stmt)
                 _mark_applied(db, [(p.id, tx) for p in parts], tx, max(p.at_ms for p in parts))
         if purged:  # a purge on another machine: no old page of this file keeps the text either
             catalog.db.execute("VACUUM")
@@ -266,6 +323,7 @@ class Journal:
                 if new != rec.body:
                     changed.append(_with_body(rec, new))
             self.log.rewrite(changed)
+        self.log.delete_embeddings([m.id for m in memories])
 
 
 def _with_body(rec: LogRecord, body: str) -> LogRecord:

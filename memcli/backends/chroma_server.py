@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
 
 LOG_COLLECTION = "memcli.changelog"  # a dot: no space name ("memcli-" + space) can collide with it
+EMBEDDINGS_PREFIX = "memcli.embeddings."  # + dimension: every memory's embedding, kept until it is purged
 PAGE = 2000  # records per request when reading the log
 T = TypeVar("T")
 
@@ -272,6 +273,45 @@ class ChangeLog:
     def count(self) -> int:
         with guard(self.cfg):
             return self.col.count()
+
+    # -- embeddings: kept out of the log's JSON (base64 there cost ~4x the server's disk) ------------
+    def _emb_col(self, dim: int, create: bool) -> Collection | None:
+        name = f"{EMBEDDINGS_PREFIX}{dim}"
+        with guard(self.cfg):
+            if create:
+                return self._client.get_or_create_collection(name, embedding_function=None)
+            try:
+                return self._client.get_collection(name, embedding_function=None)
+            except Exception as e:  # guard() turns anything but "no such collection" into a clear failure
+                if "does not exist" not in str(e).lower():
+                    raise
+                return None
+
+    def put_embeddings(self, dim: int, ids: Sequence[str], vectors: Sequence[Sequence[float]]) -> None:
+        col = self._emb_col(dim, create=True)
+        assert col is not None
+        with guard(self.cfg):
+            for i in range(0, len(ids), 1000):
+                col.upsert(ids=list(ids[i : i + 1000]), embeddings=[list(v) for v in vectors[i : i + 1000]])  # type: ignore[arg-type]
+
+    def get_embeddings(self, dim: int, ids: Sequence[str]) -> dict[str, Any]:
+        """{id: float32 numpy vector} of those found."""
+        col = self._emb_col(dim, create=False)
+        out: dict[str, Any] = {}
+        if col is None:
+            return out
+        with guard(self.cfg):
+            for i in range(0, len(ids), 1000):
+                res = col.get(ids=list(ids[i : i + 1000]), include=["embeddings"])
+                for rid, v in zip(res["ids"], res["embeddings"] if res["embeddings"] is not None else []):
+                    out[rid] = v
+        return out
+
+    def delete_embeddings(self, ids: Sequence[str]) -> None:
+        with guard(self.cfg):
+            for c in self._client.list_collections():
+                if c.name.startswith(EMBEDDINGS_PREFIX):
+                    self._client.get_collection(c.name, embedding_function=None).delete(ids=list(ids))
 
     def _records(self, res: Any) -> list[LogRecord]:
         out = []
