@@ -63,13 +63,15 @@ def minilm_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # Test modules whose tests run twice, against the embedded store and against a real Chroma server
 # (`chroma run` on loopback): the core commands. A test that inspects embedded-only files is marked
 # @pytest.mark.embedded_only (with why).
-BOTH_STORES = {"test_memories", "test_cli", "test_ingest", "test_lifecycle", "test_recall_features"}
+BOTH_STORES = {"test_memories", "test_cli", "test_ingest", "test_lifecycle", "test_recall_features", "test_transfer"}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # MEMCLI_TEST_BOTH_STORES=all runs every test that uses a home against both stores (a longer run).
+    every = __import__("os").environ.get("MEMCLI_TEST_BOTH_STORES") == "all"
     if (
         "home" in metafunc.fixturenames
-        and metafunc.module.__name__.rsplit(".", 1)[-1] in BOTH_STORES
+        and (every or metafunc.module.__name__.rsplit(".", 1)[-1] in BOTH_STORES)
         and metafunc.definition.get_closest_marker("embedded_only") is None
     ):
         metafunc.parametrize("store_mode", ["embedded", "server"], indirect=True)
@@ -105,6 +107,33 @@ def home(
         monkeypatch.setenv("MEMCLI_STORE_URL", server.url)
         monkeypatch.setenv("MEMCLI_STORE_DATABASE", server.new_database())  # a fresh store per test
     return h
+
+
+@pytest.fixture
+def separate_store(store_mode: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], None]:
+    """Point MEMCLI_HOME at another directory holding a *separate* store. On a server that also takes a
+    fresh database: two homes on one server database are one shared memory, by design."""
+
+    def switch(path: Path) -> None:
+        monkeypatch.setenv("MEMCLI_HOME", str(path))
+        if store_mode == "server":
+            server: ChromaServer = request.getfixturevalue("chroma_server")
+            monkeypatch.setenv("MEMCLI_STORE_DATABASE", server.new_database())
+
+    return switch
+
+
+@pytest.fixture
+def other_store(store_mode: str, request: pytest.FixtureRequest) -> Callable[[Path], Memcli]:
+    """A Memcli on a separate store in ``path`` (see separate_store)."""
+
+    def open_(path: Path) -> Memcli:
+        if store_mode == "server":
+            server: ChromaServer = request.getfixturevalue("chroma_server")
+            return Memcli(home=path, settings={("store", "database"): server.new_database()})
+        return Memcli(home=path)
+
+    return open_
 
 
 @pytest.fixture

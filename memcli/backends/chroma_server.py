@@ -19,7 +19,7 @@ import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -41,7 +41,7 @@ class ServerConfig:
     url: str
     tenant: str
     database: str
-    token: str | None
+    token: str | None = field(repr=False)  # never in a repr, a log or a traceback
     token_header: str
     timeout_s: float
 
