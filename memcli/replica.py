@@ -156,7 +156,11 @@ class Journal:
         tx = f"{now_ns:020d}-{self.device}-{self._seq:06d}"
         stmts = self._externalise_embeddings(stmts)
         bodies = _parts(stmts)
-        records = [LogRecord(f"{tx}.{i}", tx, i, len(bodies), now_ns // 1_000_000, b) for i, b in enumerate(bodies)]
+        from memcli.backends.catalog import SCHEMA_VERSION
+
+        records = [
+            LogRecord(f"{tx}.{i}", tx, i, len(bodies), now_ns // 1_000_000, b, SCHEMA_VERSION) for i, b in enumerate(bodies)
+        ]
         self.log.append(records)
         _mark_applied(db, [(r.id, tx) for r in records], tx, now_ns // 1_000_000)
 
@@ -255,6 +259,15 @@ class Journal:
         return local, self.log.count()
 
     def _complete(self, db: sqlite3.Connection, records: list[LogRecord]) -> dict[str, list[LogRecord]]:
+        from memcli.backends.catalog import SCHEMA_VERSION
+
+        newest = max((r.schema for r in records), default=0)
+        if newest > SCHEMA_VERSION:
+            raise store_error(
+                f"the store on {self.where} holds changes written by a newer memcli (catalog schema {newest}; "
+                f"this one knows {SCHEMA_VERSION})",
+                hint="Upgrade memcli on this machine (every machine sharing a server should run the same version).",
+            )
         by_tx: dict[str, list[LogRecord]] = {}
         for r in records:
             by_tx.setdefault(r.tx, []).append(r)

@@ -404,3 +404,16 @@ def test_doctor_and_stats_say_where_the_store_is(device: Callable[..., Memcli], 
     cache = next(f for f in report.findings if f.check == "server cache")
     assert report.ok and cache.ok and chroma_server.url in cache.detail
     assert a.stats().store.startswith(chroma_server.url)
+
+
+def test_changes_from_a_newer_memcli_are_refused(device: Callable[..., Memcli], monkeypatch: pytest.MonkeyPatch) -> None:
+    import memcli.backends.catalog as catalog
+
+    a = device("a")
+    a.add("written by this memcli")
+    monkeypatch.setattr(catalog, "SCHEMA_VERSION", catalog.SCHEMA_VERSION + 1)  # a's memcli is upgraded
+    a.add("written by a newer memcli")
+    monkeypatch.undo()
+    with pytest.raises(MemcliFailure) as e:
+        device("b").list()
+    assert e.value.code == ExitCode.STORE and "newer memcli" in e.value.message and "Upgrade" in e.value.hint

@@ -90,7 +90,11 @@ def classify(cfg: ServerConfig, e: BaseException) -> MemcliFailure | None:
     if isinstance(e, MemcliFailure):
         return e
     if isinstance(e, httpx.TimeoutException):
-        return _unreachable(cfg, timed_out=True)
+        failure = _unreachable(cfg, timed_out=True)
+        failure.hint = failure.hint.replace(
+            "Nothing was changed.", "A change sent just before may still have reached it: the next command shows."
+        )
+        return failure
     if isinstance(e, (httpx.ConnectError, httpx.RemoteProtocolError, httpx.NetworkError)):
         return _unreachable(cfg)
     text = str(e)
@@ -242,6 +246,7 @@ class LogRecord:
     parts: int
     at_ms: int
     body: str  # JSON: {"stmts": [[sql, params or [params...], many], ...]}
+    schema: int = 0  # the catalog schema of the memcli that wrote it
 
 
 class ChangeLog:
@@ -267,7 +272,7 @@ class ChangeLog:
                     ids=[r.id for r in part],
                     embeddings=[[1.0] for _ in part],  # type: ignore[arg-type]
                     documents=[r.body for r in part],
-                    metadatas=[{"tx": r.tx, "part": r.part, "parts": r.parts, "at": r.at_ms} for r in part],
+                    metadatas=[{"tx": r.tx, "part": r.part, "parts": r.parts, "at": r.at_ms, "schema": r.schema} for r in part],
                 )
 
     def count(self) -> int:
@@ -317,7 +322,17 @@ class ChangeLog:
         out = []
         docs = res["documents"] or [""] * len(res["ids"])
         for rid, doc, meta in zip(res["ids"], docs, res["metadatas"] or []):
-            out.append(LogRecord(rid, str(meta["tx"]), int(meta["part"]), int(meta["parts"]), int(meta["at"]), doc or ""))
+            out.append(
+                LogRecord(
+                    rid,
+                    str(meta["tx"]),
+                    int(meta["part"]),
+                    int(meta["parts"]),
+                    int(meta["at"]),
+                    doc or "",
+                    int(meta.get("schema", 0)),
+                )
+            )
         return out
 
     def since(self, at_ms: int, *, bodies: bool = True) -> list[LogRecord]:
