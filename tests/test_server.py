@@ -417,3 +417,54 @@ def test_changes_from_a_newer_memcli_are_refused(device: Callable[..., Memcli], 
     with pytest.raises(MemcliFailure) as e:
         device("b").list()
     assert e.value.code == ExitCode.STORE and "newer memcli" in e.value.message and "Upgrade" in e.value.hint
+
+
+def test_purge_by_every_route_leaves_no_text_on_the_server_and_caches_agree(
+    device: Callable[..., Memcli], chroma_server: ChromaServer, server_db: str, tmp_path: Path
+) -> None:
+    """The marker reaches the store by every route (an add, a Markdown file, a conversation turn its
+    neighbours carry in their keys, a recall); after the purge no log record, embedding or cache holds
+    it, and a cache rebuilt from the scrubbed log equals the purging machine's."""
+    marker = "quokkazanzibar4417"
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "plans.md").write_text(f"# Plans\nVisit the aquarium.\n\n# Secret\nThe safe code is {marker} 19.\n")
+    (notes / "talk.jsonl").write_text(
+        "".join(
+            json.dumps({"session": "t1", "speaker": s, "text": t}) + "\n"
+            for s, t in [("Ana", "Guess my password"), ("Ben", f"Is it {marker}-b?"), ("Ana", "No, it is longer")]
+        )
+    )
+    a = device("a")
+    a.add("Buy oat milk")
+    a.add(f"My locker combination is {marker} 7")
+    a.ingest([notes])
+    a.recall(marker, k=10)
+    b = device("b")
+    assert marker in "".join(m.text for m in b.list(limit=50).memories)
+    b.close()
+    doomed = [m for m in a.list(limit=50).memories if marker in m.text]
+    assert len(doomed) == 3
+    a.forget([doomed[0].id])
+    a.forget([m.id for m in doomed], purge=True)
+    a.close()
+
+    import chromadb
+    from chromadb.config import Settings
+
+    client = chromadb.HttpClient(
+        host="127.0.0.1", port=chroma_server.port, database=server_db, settings=Settings(anonymized_telemetry=False)
+    )
+    docs = client.get_collection("memcli.changelog", embedding_function=None).get(include=["documents"])["documents"]
+    assert docs and not any(marker in d or marker[:10] in d for d in docs)
+    emb = client.get_collection("memcli.embeddings.384", embedding_function=None).get(include=[])["ids"]
+    assert emb and not {m.id for m in doomed} & set(emb)
+
+    b = device("b")
+    left = {m.text for m in b.list(limit=50).memories}
+    assert {"Buy oat milk", "Visit the aquarium.", "Ana: Guess my password", "Ana: No, it is longer"} <= left
+    assert all(marker not in m.keys for m in b.list(limit=50).memories)
+    b.close()
+    assert marker.encode() not in b"".join(p.read_bytes() for p in (tmp_path / "b").rglob("*") if p.is_file())
+    c, a2 = device("c"), device("a")
+    assert _export(c) == _export(a2)
