@@ -346,7 +346,9 @@ class Catalog:
         return [row_to_memory(r) for r in self.db.execute(q, (prefix, prefix + "g"))]
 
     def by_hash(self, space: str, content_hash: str) -> Memory | None:
-        q = f"SELECT {COLUMNS} FROM memories WHERE space = ? AND content_hash = ? AND state = 'active' LIMIT 1"
+        # "+state": keeps the planner off memories_kind (space, state, ...), which it chose without stats and
+        # which scans the whole space: 60 ms per add at 30k memories instead of 0.1 ms via memories_hash.
+        q = f"SELECT {COLUMNS} FROM memories WHERE space = ? AND content_hash = ? AND +state = 'active' LIMIT 1"
         r = self.db.execute(q, (space, content_hash)).fetchone()
         return None if r is None else row_to_memory(r)
 
