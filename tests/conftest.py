@@ -69,9 +69,10 @@ BOTH_STORES = {"test_memories", "test_cli", "test_ingest", "test_lifecycle", "te
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # MEMCLI_TEST_BOTH_STORES=all runs every test that uses a home against both stores (a longer run).
     every = __import__("os").environ.get("MEMCLI_TEST_BOTH_STORES") == "all"
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
     if (
         "home" in metafunc.fixturenames
-        and (every or metafunc.module.__name__.rsplit(".", 1)[-1] in BOTH_STORES)
+        and (module in BOTH_STORES or (every and module != "test_server"))
         and metafunc.definition.get_closest_marker("embedded_only") is None
     ):
         metafunc.parametrize("store_mode", ["embedded", "server"], indirect=True)
