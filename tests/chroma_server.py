@@ -70,9 +70,7 @@ class ChromaServer:
 
     def new_database(self) -> str:
         name = "t" + uuid.uuid4().hex[:12]
-        r = httpx.post(
-            f"{self.url}/api/v2/tenants/default_tenant/databases", json={"name": name}, timeout=10.0, trust_env=False
-        )
+        r = httpx.post(f"{self.url}/api/v2/tenants/default_tenant/databases", json={"name": name}, timeout=10.0, trust_env=False)
         r.raise_for_status()
         self.databases.append(name)
         return name

@@ -154,7 +154,9 @@ def test_a_missing_cache_is_rebuilt_and_said(device: Callable[..., Memcli], tmp_
     assert any("rebuilding the local cache from http://127.0.0.1:" in n for n in again.notices)
 
 
-def test_purge_removes_the_text_from_the_server(device: Callable[..., Memcli], chroma_server: ChromaServer, server_db: str, tmp_path: Path) -> None:
+def test_purge_removes_the_text_from_the_server(
+    device: Callable[..., Memcli], chroma_server: ChromaServer, server_db: str, tmp_path: Path
+) -> None:
     marker = "zanzibarquokka7731"
     a = device("a")
     a.add("A note about the garden shed roof.")
@@ -279,7 +281,11 @@ def token_proxy(chroma_server: ChromaServer) -> Iterator[_FakeServer]:
 
 
 def test_auth_refused_then_accepted_and_never_printed(
-    run_cli: Callable[..., Result], token_proxy: _FakeServer, chroma_server: ChromaServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    run_cli: Callable[..., Result],
+    token_proxy: _FakeServer,
+    chroma_server: ChromaServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     monkeypatch.setenv("MEMCLI_STORE_TOKEN_HEADER", "authorization")
     monkeypatch.setenv("MEMCLI_STORE_DATABASE", chroma_server.new_database())
@@ -305,7 +311,10 @@ def test_auth_refused_then_accepted_and_never_printed(
     ("answers", "needle"),
     [
         ({"/api/v2/heartbeat": (404, {"detail": "Not Found"})}, "does not speak Chroma's v2 API"),
-        ({"/api/v2/heartbeat": (200, {"nanosecond heartbeat": 1}), "/api/v2/version": (200, "0.5.23")}, "reports version '0.5.23'"),
+        (
+            {"/api/v2/heartbeat": (200, {"nanosecond heartbeat": 1}), "/api/v2/version": (200, "0.5.23")},
+            "reports version '0.5.23'",
+        ),
     ],
 )
 def test_version_mismatch_is_named(run_cli: Callable[..., Result], answers: dict[str, tuple[int, Any]], needle: str) -> None:
@@ -317,13 +326,17 @@ def test_version_mismatch_is_named(run_cli: Callable[..., Result], answers: dict
     assert r.code == ExitCode.NETWORK and fake.url in r.err and needle in r.err
 
 
-def test_unknown_database_is_named(run_cli: Callable[..., Result], chroma_server: ChromaServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unknown_database_is_named(
+    run_cli: Callable[..., Result], chroma_server: ChromaServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MEMCLI_STORE_DATABASE", "no_such_db")
     r = run_cli("--store-url", chroma_server.url, "list")
     assert r.code == ExitCode.NETWORK and "no_such_db" in r.err and "[store] database" in r.err
 
 
-def test_server_lost_mid_session_accepts_nothing_and_loses_nothing(tmp_path: Path, minilm_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_server_lost_mid_session_accepts_nothing_and_loses_nothing(
+    tmp_path: Path, minilm_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The server goes away after the store was opened: the add fails naming the URL, the cache does not
     keep it (nothing half-accepted), and what was stored before is all there when the server is back."""
     for var in [k for k in __import__("os").environ if k.startswith("MEMCLI_")]:
