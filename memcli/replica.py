@@ -78,6 +78,8 @@ class RecordingConnection(sqlite3.Connection):
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         if self.recording is not None and WRITE_RE.match(sql):
+            if isinstance(parameters, dict):  # fail loudly rather than replicate the wrong values
+                raise TypeError("named SQL parameters are not supported in a replicated transaction")
             self.recording.append([sql, [_enc(p) for p in parameters], 0])
         return super().execute(sql, parameters)
 
