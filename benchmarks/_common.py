@@ -219,14 +219,23 @@ def model_file(cache: Path = DEFAULT_CACHE) -> Path:
     return path
 
 
-def open_store(home: Path, model: Path, threads: int = 0) -> Any:
-    """A Memcli on ``home`` using the cached model file; ``threads`` = [embedding] n_threads (0: memcli's default)."""
+def open_store(home: Path, model: Path, threads: int = 0, settings: dict[tuple[str, str], object] | None = None) -> Any:
+    """A Memcli on ``home`` using the cached model file; ``threads`` = [embedding] n_threads (0: memcli's default);
+    ``settings``: more config overrides (e.g. [store] url for a Chroma server)."""
     from memcli.api import Memcli
 
-    return Memcli(home=home, settings=bench_settings(model, threads))
+    return Memcli(home=home, settings={**bench_settings(model, threads), **(settings or {})})
 
 
-def build_store(size: int, *, real: int, model: Path, cache: Path | None, seed: int = SEED) -> StoreInfo:
+def build_store(
+    size: int,
+    *,
+    real: int,
+    model: Path,
+    cache: Path | None,
+    seed: int = SEED,
+    settings: dict[tuple[str, str], object] | None = None,
+) -> StoreInfo:
     """A reproducible synthetic store of ``size`` memories (Zipf word texts of 8-60 words, event
     times uniform over 3 years, KIND_MIX kinds). The first ``real`` get real MiniLM embeddings, the rest
     random unit vectors. Cached under ``cache`` by (size, real, seed, STORE_FORMAT) when given."""
@@ -242,7 +251,7 @@ def build_store(size: int, *, real: int, model: Path, cache: Path | None, seed: 
     if home.exists():
         shutil.rmtree(home)
     t0 = time.perf_counter()
-    m = open_store(home, model)
+    m = open_store(home, model, settings=settings)
     emb = m.ctx.embedder
     store = m.ctx.store
     gen = TextGen(seed)

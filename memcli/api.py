@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from memcli.services.doctor import DoctorReport
     from memcli.services.history import MemoryHistory
     from memcli.services.ingest import IngestReport
+    from memcli.services.migrate import MigrateResult
     from memcli.services.prune import PrunePlan, PruneResult
     from memcli.services.reindex import ReindexResult
     from memcli.services.transfer import ExportResult, ImportResult
@@ -300,6 +301,13 @@ class Memcli:
         return _transfer.export(
             self.ctx, target, space=space, trash=trash, markdown=Path(markdown) if markdown is not None else None
         )
+
+    def migrate(self, *, to_url: str | None = None, from_url: str | None = None) -> MigrateResult:
+        """Move this machine's embedded store to the Chroma server at ``to_url``, or the one at
+        ``from_url`` into the embedded store (lossless; the target must be empty, the source is kept)."""
+        from memcli.services import migrate as _migrate
+
+        return _migrate.migrate(self.ctx, to_url=to_url, from_url=from_url)
 
     def import_(self, source: str | Path | bytes, *, name: str | None = None) -> ImportResult:
         """Import a file written by :meth:`export` (a path, or its bytes). Ids are kept; ids already in

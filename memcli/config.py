@@ -23,6 +23,12 @@ Value = str | int | float | bool | list[str]
 @dataclass(frozen=True)
 class StoreSettings:
     space: str
+    url: str
+    tenant: str
+    database: str
+    token_file: str
+    token_header: str
+    timeout_s: float
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,7 @@ PATTERNS: dict[tuple[str, str], tuple[str, str]] = {
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("output", "color"): ("auto", "always", "never"),
     ("chat", "backend"): ("llama", "openai"),
+    ("store", "token_header"): ("x-chroma-token", "authorization"),
 }
 
 

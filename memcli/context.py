@@ -9,12 +9,16 @@ import os
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memcli import config
 from memcli.backends.base import ChatModel, Embedder, VectorIndex
 from memcli.errors import config_error, model_error, store_error
 from memcli.paths import Paths, ensure_private_dir
 from memcli.store import MemoryStore, check_space
+
+if TYPE_CHECKING:
+    from memcli.backends.chroma_server import ServerConfig
 
 DEFAULT_MODEL_FILE = "all-MiniLM-L6-v2.gguf"
 
@@ -35,6 +39,47 @@ class Context:
         self._index_factory = index_factory
         self.notices: list[str] = []  # things the user should hear about (the CLI prints them on stderr)
         self.on_wait: Callable[[], None] | None = None
+        self.on_notice: Callable[[str], None] | None = None  # told at once (syncing from a server)
+
+    def say(self, message: str) -> None:
+        """Tell the user now if someone listens (the CLI: stderr), else with the notices at the end."""
+        if self.on_notice is not None:
+            self.on_notice(message)
+        else:
+            self.notices.append(message)
+
+    @property
+    def server_mode(self) -> bool:
+        return bool(self.settings.store.url)
+
+    def server_config(self) -> ServerConfig:
+        from memcli.backends.chroma_server import ServerConfig
+
+        s = self.settings.store
+        return ServerConfig(
+            url=s.url.rstrip("/"),
+            tenant=s.tenant,
+            database=s.database,
+            token=self._store_token(),
+            token_header=s.token_header,
+            timeout_s=s.timeout_s,
+        )
+
+    def _store_token(self) -> str | None:
+        """MEMCLI_STORE_TOKEN, else [store] token_file's first line; never the command line, never printed."""
+        if self.env.get("MEMCLI_STORE_TOKEN"):
+            return self.env["MEMCLI_STORE_TOKEN"].strip()
+        f = self.settings.store.token_file
+        if f:
+            try:
+                lines = Path(f).expanduser().read_text(encoding="utf-8").splitlines()
+            except OSError as e:
+                raise config_error(
+                    f"cannot read [store] token_file {f}: {e.strerror or e}",
+                    hint="Point it at a readable file holding only the token, or set MEMCLI_STORE_TOKEN.",
+                )
+            return lines[0].strip() if lines and lines[0].strip() else None
+        return None
 
     def space(self, name: str | None) -> str:
         return check_space(name or self.settings.store.space)
@@ -57,7 +102,7 @@ class Context:
             # Chroma creates its files with the process umask; an owner-only directory covers them all.
             return ChromaIndex(ensure_private_dir(self.paths.chroma_dir))
 
-        store = MemoryStore(self.paths.data_dir, make_index)
+        store = self._server_store() if self.server_mode else MemoryStore(self.paths.data_dir, make_index)
         store.on_wait = self.on_wait
         replayed = store.reconcile()
         if replayed:
@@ -70,6 +115,30 @@ class Context:
             self.notices.append(
                 f"warning: other users can read your memories: {', '.join(loose)} (chmod 700 the directory, 600 the files)"
             )
+        return store
+
+    def _server_store(self) -> MemoryStore:
+        """Server mode: the server holds everything; the catalog here is a cache synced from it at open
+        (memcli/replica.py has the design)."""
+        from memcli.backends.catalog import Catalog
+        from memcli.backends.chroma_server import ChangeLog, ServerIndex, connect
+        from memcli.replica import Journal, cache_dir
+
+        cfg = self.server_config()
+        client = connect(cfg)
+        cdir = cache_dir(self.paths.data_dir, cfg.url, cfg.tenant, cfg.database)
+        try:
+            ensure_private_dir(cdir)
+        except OSError as e:
+            raise store_error(
+                f"cannot use the cache directory {cdir}: {e.strerror or e}",
+                hint="It must be a directory you can write to; set MEMCLI_HOME to use another place.",
+            )
+        journal = Journal(ChangeLog(cfg, client), cfg.where(), self.say)
+        store = MemoryStore(cdir, lambda: ServerIndex(cfg, lambda: client), catalog=Catalog(cdir / "memcli.sqlite3", journal))
+        store.on_wait = self.on_wait
+        with store.write_lock():
+            store.catalog = journal.sync(store.catalog)
         return store
 
     def embedding_model_path(self) -> Path:

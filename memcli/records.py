@@ -184,6 +184,7 @@ class Stats:
     vector_bytes: int
     oldest: datetime | None
     newest: datetime | None
+    store: str = "embedded"  # or the Chroma server's URL (server mode: the catalog is a local cache)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

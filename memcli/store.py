@@ -101,9 +101,10 @@ def embed_input(text: str, keys: str) -> str:
 
 
 class MemoryStore:
-    def __init__(self, data_dir: Path, index_factory: Callable[[], VectorIndex]) -> None:
+    def __init__(self, data_dir: Path, index_factory: Callable[[], VectorIndex], catalog: Catalog | None = None) -> None:
+        """``catalog``: an already open one (server mode: the synced cache, memcli/replica.py)."""
         self.data_dir = data_dir
-        self.catalog = Catalog(data_dir / "memcli.sqlite3")
+        self.catalog = catalog or Catalog(data_dir / "memcli.sqlite3")
         self._index_factory = index_factory
         self._index: VectorIndex | None = None
         self._lock_file: IO[str] | None = None
@@ -379,11 +380,20 @@ class MemoryStore:
                 db.executemany("INSERT OR IGNORE INTO tombstones(id, space) VALUES(?, ?)", [(m.id, m.space) for m in memories])
                 self.catalog.audit(db, time.time(), [(i, "purge", {}) for i in ids])
                 self._purge_from_keys(db, memories)
-                # A quarantined LLM output may quote what is being purged: it goes too.
-                db.executemany("DELETE FROM quarantine WHERE instr(raw, ?) > 0", [(m.text,) for m in memories])
+                # A quarantined LLM output may quote what is being purged: it goes too. By row number, not
+                # by text: the statement is replayed on other machines (server mode) and must not carry it.
+                quoting = {
+                    r[0]
+                    for m in memories
+                    if m.text
+                    for r in db.execute("SELECT seq FROM quarantine WHERE instr(raw, ?) > 0", (m.text,))
+                }
+                db.executemany("DELETE FROM quarantine WHERE seq = ?", [(q,) for q in sorted(quoting)])
                 # Rewrite the keyword index so deleted terms do not survive in its old segments.
                 db.execute("INSERT INTO memory_fts(memory_fts) VALUES('optimize')")
             self._drop_tombstones()
+            if self.catalog.journal is not None:  # server mode: the text goes from the server's log too
+                self.catalog.journal.scrub(memories)
             # Rebuild the file and empty the write-ahead log: no old page keeps the text.
             self.catalog.db.execute("VACUUM")
             self.catalog.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -398,15 +408,17 @@ class MemoryStore:
             if not m.text:
                 continue
             near = db.execute(
-                "SELECT id, state FROM memories WHERE source = ? AND instr(keys, ?) > 0", (m.source, m.text)
+                "SELECT id, state, keys FROM memories WHERE source = ? AND instr(keys, ?) > 0", (m.source, m.text)
             ).fetchall()
             if not near:
                 continue
             active = [r[0] for r in near if r[1] == "active"]
             self.catalog.fts_remove(db, active)  # with the old keys, before they change
+            # The new keys themselves, not "replace(keys, TEXT, '')": the statement is replayed on other
+            # machines (server mode) and must neither carry the text nor depend on it.
             db.executemany(
-                "UPDATE memories SET keys = trim(replace(replace(keys, ?, ''), '  ', ' ')) WHERE id = ?",
-                [(m.text, r[0]) for r in near],
+                "UPDATE memories SET keys = ? WHERE id = ?",
+                [(r[2].replace(m.text, "").replace("  ", " ").strip(" "), r[0]) for r in near],
             )
             self.catalog.fts_add(db, active)
 

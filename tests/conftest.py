@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chroma_server import ChromaServer
 
 from memcli.api import Memcli
 
@@ -59,8 +60,41 @@ def minilm_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# Test modules whose tests run twice, against the embedded store and against a real Chroma server
+# (`chroma run` on loopback): the core commands. A test that inspects embedded-only files is marked
+# @pytest.mark.embedded_only (with why).
+BOTH_STORES = {"test_memories", "test_cli", "test_ingest", "test_lifecycle", "test_recall_features", "test_transfer"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # MEMCLI_TEST_BOTH_STORES=all runs every test that uses a home against both stores (a longer run).
+    every = __import__("os").environ.get("MEMCLI_TEST_BOTH_STORES") == "all"
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if (
+        "home" in metafunc.fixturenames
+        and (module in BOTH_STORES or (every and module != "test_server"))
+        and metafunc.definition.get_closest_marker("embedded_only") is None
+    ):
+        metafunc.parametrize("store_mode", ["embedded", "server"], indirect=True)
+
+
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, minilm_path: Path) -> Path:
+def store_mode(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "embedded"))
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
+    """A real `chroma run` on 127.0.0.1, on a free port, in a temp dir; stopped after the session."""
+    server = ChromaServer.start(tmp_path_factory.mktemp("chroma-server"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, minilm_path: Path, store_mode: str, request: pytest.FixtureRequest
+) -> Path:
     h = tmp_path / "home"
     monkeypatch.setenv("MEMCLI_HOME", str(h))
     monkeypatch.setenv("MEMCLI_EMBEDDING_MODEL", str(minilm_path))
@@ -69,7 +103,38 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, minilm_path: Path) -> 
     ]:
         monkeypatch.delenv(var)
     monkeypatch.delenv("NO_COLOR", raising=False)
+    if store_mode == "server":
+        server: ChromaServer = request.getfixturevalue("chroma_server")
+        monkeypatch.setenv("MEMCLI_STORE_URL", server.url)
+        monkeypatch.setenv("MEMCLI_STORE_DATABASE", server.new_database())  # a fresh store per test
     return h
+
+
+@pytest.fixture
+def separate_store(store_mode: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], None]:
+    """Point MEMCLI_HOME at another directory holding a *separate* store. On a server that also takes a
+    fresh database: two homes on one server database are one shared memory, by design."""
+
+    def switch(path: Path) -> None:
+        monkeypatch.setenv("MEMCLI_HOME", str(path))
+        if store_mode == "server":
+            server: ChromaServer = request.getfixturevalue("chroma_server")
+            monkeypatch.setenv("MEMCLI_STORE_DATABASE", server.new_database())
+
+    return switch
+
+
+@pytest.fixture
+def other_store(store_mode: str, request: pytest.FixtureRequest) -> Callable[[Path], Memcli]:
+    """A Memcli on a separate store in ``path`` (see separate_store)."""
+
+    def open_(path: Path) -> Memcli:
+        if store_mode == "server":
+            server: ChromaServer = request.getfixturevalue("chroma_server")
+            return Memcli(home=path, settings={("store", "database"): server.new_database()})
+        return Memcli(home=path)
+
+    return open_
 
 
 @pytest.fixture

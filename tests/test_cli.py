@@ -30,6 +30,8 @@ def test_add_recall_show_list_stats_json(cli) -> None:  # type: ignore[no-untype
     assert r.json()["data"]["total"] == 2
     r = cli("stats", "--json")
     assert r.json()["data"]["kinds"] == {"note": 2}
+    url = __import__("os").environ.get("MEMCLI_STORE_URL")
+    assert r.json()["data"]["store"].startswith(url) if url else r.json()["data"]["store"] == "embedded"
 
 
 def test_plain_output_when_piped(cli) -> None:  # type: ignore[no-untyped-def]

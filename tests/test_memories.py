@@ -207,6 +207,7 @@ def test_other_embedding_model_is_refused_until_reindex(mem: Memcli, home: Path,
     switched.close()
 
 
+@pytest.mark.embedded_only  # the embedded Chroma directory
 def test_data_dirs_are_owner_only(mem: Memcli, home: Path) -> None:
     mem.add(FACTS[0])
     for p in [home, home / "data", home / "data" / "chroma", home / "data" / "memcli.sqlite3"]:
@@ -221,6 +222,7 @@ def test_unusable_data_dir_is_a_clear_error(home: Path) -> None:
     assert e.value.code in (ExitCode.STORE, ExitCode.USAGE, ExitCode.INTERNAL) and str(home / "data") in e.value.message
 
 
+@pytest.mark.embedded_only  # in server mode the server is (tests/test_server.py)
 def test_catalog_is_the_source_of_truth(mem: Memcli, home: Path) -> None:
     """The catalog alone can rebuild the vector index: it stores every embedding."""
     mem.add(FACTS[0])

@@ -7,7 +7,7 @@ import base64
 import errno
 import json
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,7 +75,7 @@ def source(home: Path, tmp_path: Path) -> Iterator[tuple[Memcli, dict[str, str]]
     mem.close()
 
 
-def test_round_trip_is_lossless(source: tuple[Memcli, dict[str, str]], tmp_path: Path) -> None:
+def test_round_trip_is_lossless(source: tuple[Memcli, dict[str, str]], tmp_path: Path, other_store: Callable[[Path], Memcli]) -> None:
     mem, ids = source
     first = tmp_path / "first.jsonl"
     r = mem.export(first)
@@ -96,7 +96,7 @@ def test_round_trip_is_lossless(source: tuple[Memcli, dict[str, str]], tmp_path:
     assert vec.shape == (384,) and vec.tobytes() == stored
     before = {(q, sp): hits(mem, q, sp) for q in QUERIES for sp in ("default", "work")}
 
-    other = Memcli(home=tmp_path / "other")
+    other = other_store(tmp_path / "other")
     try:
         imported = other.import_(first)
         assert sorted(imported.added) == sorted(exported) and not imported.skipped and imported.reembedded == 0
@@ -148,12 +148,12 @@ def test_export_options_space_trash_stdout_and_markdown(cli, source: tuple[Memcl
     assert cli("export", "--json").code == ExitCode.USAGE  # the envelope and the export cannot share stdout
 
 
-def test_import_from_stdin(cli, source: tuple[Memcli, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_import_from_stdin(cli, source: tuple[Memcli, dict[str, str]], tmp_path: Path, separate_store: Callable[[Path], None]) -> None:  # type: ignore[no-untyped-def]
     mem, _ = source
     f = tmp_path / "x.jsonl"
     mem.export(f, space="work")
     mem.close()
-    monkeypatch.setenv("MEMCLI_HOME", str(tmp_path / "fresh"))
+    separate_store(tmp_path / "fresh")
     r = cli("import", "-", "--json", stdin=f.read_text(encoding="utf-8"))
     assert r.code == 0, r.err
     assert r.json()["data"]["source"] == "stdin" and len(r.json()["data"]["added"]) == 1
@@ -179,14 +179,14 @@ def corrupt(lines: list[str], n: int, value: str) -> str:
         (lambda ls: "\n".join(ls[1:]) + "\n", "line 1: not a memcli export"),
     ],
 )
-def test_import_refuses_a_malformed_file_and_writes_nothing(cli, source, tmp_path, monkeypatch, edit, needle) -> None:  # type: ignore[no-untyped-def]
+def test_import_refuses_a_malformed_file_and_writes_nothing(cli, source, tmp_path, separate_store, edit, needle) -> None:  # type: ignore[no-untyped-def]
     mem, _ = source
     good = tmp_path / "good.jsonl"
     mem.export(good)
     mem.close()
     bad = tmp_path / "bad.jsonl"
     bad.write_text(edit(good.read_text(encoding="utf-8").splitlines()), encoding="utf-8")
-    monkeypatch.setenv("MEMCLI_HOME", str(tmp_path / "fresh"))
+    separate_store(tmp_path / "fresh")
     r = cli("import", str(bad))
     assert r.code == ExitCode.USAGE, r.err
     assert needle in r.err and "hint" in r.err
@@ -204,14 +204,14 @@ def test_import_refuses_a_malformed_file_and_writes_nothing(cli, source, tmp_pat
 
 
 def test_an_interrupted_import_keeps_whole_batches_and_resumes(
-    source: tuple[Memcli, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    source: tuple[Memcli, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, other_store: Callable[[Path], Memcli]
 ) -> None:
     mem, _ = source
     f = tmp_path / "all.jsonl"
     mem.export(f)
     total = len(by_type(read(f), "memory"))
     monkeypatch.setattr(transfer, "BATCH", 4)
-    other = Memcli(home=tmp_path / "other")
+    other = other_store(tmp_path / "other")
     try:
         real_audit = other.ctx.store.catalog.audit
         calls = []
@@ -237,7 +237,7 @@ def test_an_interrupted_import_keeps_whole_batches_and_resumes(
         other.close()
 
 
-def test_import_reembeds_rows_of_another_model(source: tuple[Memcli, dict[str, str]], tmp_path: Path) -> None:
+def test_import_reembeds_rows_of_another_model(source: tuple[Memcli, dict[str, str]], tmp_path: Path, other_store: Callable[[Path], Memcli]) -> None:
     mem, ids = source
     f = tmp_path / "x.jsonl"
     mem.export(f, space="default")
@@ -248,7 +248,7 @@ def test_import_reembeds_rows_of_another_model(source: tuple[Memcli, dict[str, s
             x["embed_model"], x["embedding"] = "some-other-model@0000", fake
     lines[0]["embed_model"], lines[0]["embed_dim"] = "some-other-model@0000", 8
     f.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
-    other = Memcli(home=tmp_path / "other")
+    other = other_store(tmp_path / "other")
     try:
         r = other.import_(f)
         n = len(by_type(lines, "memory"))
@@ -265,11 +265,11 @@ def test_import_reembeds_rows_of_another_model(source: tuple[Memcli, dict[str, s
         other.close()
 
 
-def test_import_into_a_store_of_another_model_is_refused(source: tuple[Memcli, dict[str, str]], tmp_path: Path) -> None:
+def test_import_into_a_store_of_another_model_is_refused(source: tuple[Memcli, dict[str, str]], tmp_path: Path, other_store: Callable[[Path], Memcli]) -> None:
     mem, _ = source
     f = tmp_path / "x.jsonl"
     mem.export(f)
-    other = Memcli(home=tmp_path / "other")
+    other = other_store(tmp_path / "other")
     try:
         with other.ctx.store.catalog.transaction() as db:
             other.ctx.store.catalog.set_meta(db, "embed_model", "another@1234")

@@ -51,33 +51,38 @@ def _where(kinds: Sequence[str], since: float | None, until: float | None) -> di
 
 
 class ChromaIndex:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path | None) -> None:
+        self.path = path  # None: the client is not an embedded one (ServerIndex)
         self._client: ClientAPI | None = None
         self._cols: dict[str, Collection] = {}
 
     @property
     def client(self) -> ClientAPI:
         if self._client is None:
-            # Belt and braces: Chroma's telemetry is on by default; the setting below turns it off
-            # and the variable covers any component that reads the environment instead.
-            os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-            try:
-                import chromadb
-                from chromadb.config import Settings
-            except ImportError as e:  # pragma: no cover - broken install
-                raise store_error(f"chromadb is not installed: {e}", hint="Run ./scripts/setup again.")
-            try:
-                self._client = chromadb.PersistentClient(
-                    path=str(self.path), settings=Settings(anonymized_telemetry=False, allow_reset=False)
-                )
-            except Exception as e:
-                raise store_error(
-                    f"cannot open the vector store at {self.path}: {e}",
-                    hint="Check the directory's permissions; `memcli doctor --repair` rebuilds it from the catalog.",
-                )
-            _owner_only(self.path)
+            self._client = self._open()
         return self._client
+
+    def _open(self) -> ClientAPI:
+        assert self.path is not None
+        # Belt and braces: Chroma's telemetry is on by default; the setting below turns it off
+        # and the variable covers any component that reads the environment instead.
+        os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+        try:
+            import chromadb
+            from chromadb.config import Settings
+        except ImportError as e:  # pragma: no cover - broken install
+            raise store_error(f"chromadb is not installed: {e}", hint="Run ./scripts/setup again.")
+        try:
+            client = chromadb.PersistentClient(
+                path=str(self.path), settings=Settings(anonymized_telemetry=False, allow_reset=False)
+            )
+        except Exception as e:
+            raise store_error(
+                f"cannot open the vector store at {self.path}: {e}",
+                hint="Check the directory's permissions; `memcli doctor --repair` rebuilds it from the catalog.",
+            )
+        _owner_only(self.path)
+        return client
 
     def _col(self, space: str, create: bool = True) -> Collection | None:
         col = self._cols.get(space)
@@ -105,7 +110,8 @@ class ChromaIndex:
                 embeddings=[list(v) for v in vectors[i : i + step]],  # type: ignore[arg-type]
                 metadatas=[{"kind": m.kind, "when": m.when} for m in metas[i : i + step]],
             )
-        _owner_only(self.path)  # a new collection's segment files appear on its first write
+        if self.path is not None:
+            _owner_only(self.path)  # a new collection's segment files appear on its first write
 
     def delete(self, space: str, ids: Sequence[str]) -> None:
         col = self._col(space, create=False)
@@ -157,6 +163,6 @@ class ChromaIndex:
         self._cols.pop(space, None)
 
     def disk_bytes(self) -> int:
-        if not self.path.exists():
+        if self.path is None or not self.path.exists():
             return 0
         return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())

@@ -35,8 +35,18 @@ def _version(value: bool) -> None:
 def root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
     color: Annotated[str, typer.Option("--color", help="auto, always or never (NO_COLOR is respected).")] = "",
+    store_url: Annotated[
+        str,
+        typer.Option(
+            "--store-url", help="Use the Chroma server at this URL for this command ([store] url; token: MEMCLI_STORE_TOKEN)."
+        ),
+    ] = "",
 ) -> None:
     from memcli import ui
+    from memcli.cli import common
+
+    if store_url:
+        common.store_url[:] = [store_url]
 
     if color:
         if color not in ("auto", "always", "never"):
@@ -60,6 +70,7 @@ app.command()(lifecycle.prune)
 app.command()(lifecycle.history)
 app.command()(lifecycle.export)
 app.command("import")(lifecycle.import_)
+app.command()(lifecycle.migrate)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(models_cmd.app, name="models")
 

@@ -19,6 +19,7 @@ SinceOpt = Annotated[Optional[str], typer.Option("--since", help="From this time
 UntilOpt = Annotated[Optional[str], typer.Option("--until", help="Before this time (same forms as --since).")]  # noqa: UP045
 
 _opened: list[Memcli] = []
+store_url: list[str] = []  # --store-url, set by the root callback
 
 
 def api(space: str | None = None) -> Memcli:
@@ -26,8 +27,9 @@ def api(space: str | None = None) -> Memcli:
     from memcli.api import Memcli
 
     if not _opened:
-        m = Memcli(space=space)
+        m = Memcli(space=space, settings={("store", "url"): store_url[0]} if store_url else None)
         m.ctx.on_wait = lambda: ui.notice("waiting for another memcli process to finish writing…")
+        m.ctx.on_notice = ui.notice
         _opened.append(m)
     return _opened[0]
 
@@ -41,6 +43,7 @@ def close() -> None:
             ui.notice(n)
         m.close()
     _opened.clear()
+    store_url.clear()
 
 
 def when(value: str | None) -> datetime | None:

@@ -232,3 +232,30 @@ def import_(
         ui.notice(f"re-embedded {r.reembedded} memories written with another embedding model")
     if r.dangling_links:
         ui.notice(f"left out {r.dangling_links} links to memories in neither the file nor the store")
+
+
+ToOpt = Annotated[Optional[str], typer.Option("--to", metavar="URL", help="Move the embedded store to the Chroma server at URL.")]  # noqa: UP045
+FromOpt = Annotated[Optional[str], typer.Option("--from", metavar="URL", help="Move the store at URL into the embedded one.")]  # noqa: UP045
+
+
+def migrate(
+    to: ToOpt = None,
+    from_: FromOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Move the memory store between the embedded store and a Chroma server, losslessly (every field,
+    embedding, link and audit entry; ids kept). The target must be empty; the source is left as it
+    was. Tenant, database and token come from [store] and MEMCLI_STORE_TOKEN."""
+    from memcli import ui
+
+    r = api().migrate(to_url=to, from_url=from_)
+    if json_:
+        return ui.emit_json("migrate", r.to_json())
+    ui.line(
+        f"moved {r.memories} memories ({', '.join(r.spaces) or 'no spaces'}), {r.links} links, {r.audit} audit entries, "
+        f"{r.sources} sources from {r.source} to {r.target}"
+    )
+    if to:
+        ui.notice(f'to use the server from now on, set [store] url = "{to}" in {api().ctx.settings.config_file}')
+    else:
+        ui.notice('to use the embedded store from now on, set [store] url = "" (or remove it) in your config')

@@ -198,8 +198,9 @@ def stats(space: SpaceOpt = None, json_: JsonOpt = False) -> None:
             ("in trash", s.trashed),
             ("other spaces", ", ".join(f"{k} ({v})" for k, v in s.spaces.items() if k != s.space) or "none"),
             ("embedding model", f"{s.embed_model} ({s.dim} dims)" if s.embed_model else "none yet"),
-            ("catalog size", f"{s.db_bytes / 1e6:.1f} MB"),
-            ("vector index size", f"{s.vector_bytes / 1e6:.1f} MB"),
+            ("store", s.store if s.store == "embedded" else f"Chroma server {s.store}"),
+            ("catalog size" if s.store == "embedded" else "local cache size", f"{s.db_bytes / 1e6:.1f} MB"),
+            ("vector index size", f"{s.vector_bytes / 1e6:.1f} MB" if s.store == "embedded" else "on the server"),
             ("time span", f"{fmt_time(s.oldest)} … {fmt_time(s.newest)}" if s.oldest else ""),
         ]
     )

@@ -128,6 +128,22 @@ def doctor(ctx: Context, *, repair: bool = False) -> DoctorReport:
     out.append(_locks(ctx.paths.data_dir))
     if cat.meta("consolidate:intent") is not None:
         out.append(Finding("consolidate", True, "a `memcli consolidate` run was interrupted mid-step: the next run finishes it"))
+    journal = cat.journal
+    if journal is not None:  # server mode: the catalog is a cache of the server's change log
+        applied, on_server = journal.counts(cat)
+        synced = applied == on_server
+        if not synced and repair:
+            store.catalog = cat = journal.rebuild(cat, "doctor --repair")
+            applied, on_server = journal.counts(cat)
+        out.append(
+            Finding(
+                "server cache",
+                synced,
+                f"{applied} of {on_server} change-log records on {journal.where} applied here"
+                + ("" if synced else " (`memcli doctor --repair` rebuilds the cache)"),
+                repaired=not synced and applied == on_server,
+            )
+        )
     loose = [p for p in (ctx.paths.data_dir, ctx.paths.db_file, ctx.paths.models_dir) if p.exists() and readable_by_others(p)]
     out.append(
         Finding("permissions", not loose, "owner-only" if not loose else "readable by others: " + ", ".join(map(str, loose)))

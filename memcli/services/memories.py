@@ -201,4 +201,5 @@ def stats(ctx: Context, space: str | None = None) -> Stats:
         vector_bytes=vector_bytes,
         oldest=from_epoch(oldest),
         newest=from_epoch(newest),
+        store=ctx.server_config().where() if ctx.server_mode else "embedded",
     )
