@@ -170,16 +170,21 @@ class Row:
     embed_model: str
 
 
-def rows(home: Path) -> list[Row]:
+def read_catalog(home: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` on the catalog, opened read-only (no store open, nothing completed or changed)."""
     db_path = home / "data" / "memcli.sqlite3"
     if not db_path.exists():
         return []
     con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        q = "SELECT id, space, text, source, position, tags, state, vec_state, embed_model FROM memories ORDER BY rowid"
-        return [Row(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), r[6], r[7], r[8]) for r in con.execute(q)]
+        return list(con.execute(sql))
     finally:
         con.close()
+
+
+def rows(home: Path) -> list[Row]:
+    q = "SELECT id, space, text, source, position, tags, state, vec_state, embed_model FROM memories ORDER BY rowid"
+    return [Row(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])), r[6], r[7], r[8]) for r in read_catalog(home, q)]
 
 
 def all_bytes(root: Path) -> Iterator[tuple[Path, bytes]]:
@@ -758,15 +763,8 @@ class ChatJob(Job):
 
     def _facts(self, home: Path) -> list[tuple[str, str, bool, str | None]]:
         """(id, text, current, superseded_by) of every "lives in" fact."""
-        db_path = home / "data" / "memcli.sqlite3"
-        if not db_path.exists():
-            return []
-        con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-        try:
-            q = "SELECT id, text, retired_at IS NULL, superseded_by FROM memories WHERE kind = 'fact' AND state = 'active'"
-            return [(r[0], r[1], bool(r[2]), r[3]) for r in con.execute(q) if r[1].startswith("The user lives in ")]
-        finally:
-            con.close()
+        q = "SELECT id, text, retired_at IS NULL, superseded_by FROM memories WHERE kind = 'fact' AND state = 'active'"
+        return [(r[0], r[1], bool(r[2]), r[3]) for r in read_catalog(home, q) if r[1].startswith("The user lives in ")]
 
     def _check(self, home: Path, *, done: bool) -> Verdict:
         v = Verdict()

@@ -75,7 +75,9 @@ def source(home: Path, tmp_path: Path) -> Iterator[tuple[Memcli, dict[str, str]]
     mem.close()
 
 
-def test_round_trip_is_lossless(source: tuple[Memcli, dict[str, str]], tmp_path: Path, other_store: Callable[[Path], Memcli]) -> None:
+def test_round_trip_is_lossless(
+    source: tuple[Memcli, dict[str, str]], tmp_path: Path, other_store: Callable[[Path], Memcli]
+) -> None:
     mem, ids = source
     first = tmp_path / "first.jsonl"
     r = mem.export(first)
@@ -148,7 +150,9 @@ def test_export_options_space_trash_stdout_and_markdown(cli, source: tuple[Memcl
     assert cli("export", "--json").code == ExitCode.USAGE  # the envelope and the export cannot share stdout
 
 
-def test_import_from_stdin(cli, source: tuple[Memcli, dict[str, str]], tmp_path: Path, separate_store: Callable[[Path], None]) -> None:  # type: ignore[no-untyped-def]
+def test_import_from_stdin(
+    cli, source: tuple[Memcli, dict[str, str]], tmp_path: Path, separate_store: Callable[[Path], None]
+) -> None:  # type: ignore[no-untyped-def]
     mem, _ = source
     f = tmp_path / "x.jsonl"
     mem.export(f, space="work")
@@ -237,7 +241,9 @@ def test_an_interrupted_import_keeps_whole_batches_and_resumes(
         other.close()
 
 
-def test_import_reembeds_rows_of_another_model(source: tuple[Memcli, dict[str, str]], tmp_path: Path, other_store: Callable[[Path], Memcli]) -> None:
+def test_import_reembeds_rows_of_another_model(
+    source: tuple[Memcli, dict[str, str]], tmp_path: Path, other_store: Callable[[Path], Memcli]
+) -> None:
     mem, ids = source
     f = tmp_path / "x.jsonl"
     mem.export(f, space="default")
@@ -265,7 +271,9 @@ def test_import_reembeds_rows_of_another_model(source: tuple[Memcli, dict[str, s
         other.close()
 
 
-def test_import_into_a_store_of_another_model_is_refused(source: tuple[Memcli, dict[str, str]], tmp_path: Path, other_store: Callable[[Path], Memcli]) -> None:
+def test_import_into_a_store_of_another_model_is_refused(
+    source: tuple[Memcli, dict[str, str]], tmp_path: Path, other_store: Callable[[Path], Memcli]
+) -> None:
     mem, _ = source
     f = tmp_path / "x.jsonl"
     mem.export(f)
