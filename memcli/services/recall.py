@@ -241,6 +241,8 @@ def _with_links(ctx: Context, hits: list[Hit], f: Filter, as_of: datetime | None
         )
     } if wanted else {}  # fmt: skip
 
+    allowed_ids = set(wanted)
+
     def cosine(a: str, b: str) -> float | None:
         if a not in vecs or b not in vecs:
             return None
@@ -252,7 +254,7 @@ def _with_links(ctx: Context, hits: list[Hit], f: Filter, as_of: datetime | None
         found: list[tuple[float, Linked]] = []
         for oid, kind, outgoing in edges[h.memory.id]:
             m = others.get(oid)
-            if m is None or oid not in wanted:
+            if m is None or oid not in allowed_ids:
                 continue
             sim = cosine(h.memory.id, oid)
             if kind in _LINK_WORDS:
