@@ -52,6 +52,7 @@ class RecallSettings:
     min_similarity: float
     recency_weight: float
     recency_half_life_days: float
+    keyword_max_docs: int
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ MINIMUMS: dict[tuple[str, str], int] = {
     ("recall", "k"): 1,
     ("recall", "candidates"): 1,
     ("recall", "rrf_k"): 0,
+    ("recall", "keyword_max_docs"): 0,
     ("embedding", "n_threads"): 0,
     ("embedding", "n_ctx"): 16,
     ("embedding", "max_tokens"): 0,

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
 
 PREFIX = "memcli-"
+OVERFETCH = (4, 16)  # unfiltered neighbours fetched per wanted hit before Chroma filters itself
 
 
 def _owner_only(root: Path) -> None:
@@ -48,6 +49,18 @@ def _where(kinds: Sequence[str], since: float | None, until: float | None) -> di
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def _passes(meta: Any, kinds: Sequence[str], since: float | None, until: float | None) -> bool:
+    """The same test as ``_where``, on one vector's metadata."""
+    if not meta:
+        return False
+    when = meta.get("when")
+    if kinds and meta.get("kind") not in kinds:
+        return False
+    if since is not None and (when is None or when < since):
+        return False
+    return until is None or (when is not None and when < until)
 
 
 class ChromaIndex:
@@ -136,11 +149,26 @@ class ChromaIndex:
             return []
         # No count() first: it cost more than the query itself at 100k (6.7 vs 2.5 ms), and Chroma
         # returns what exists when n_results exceeds it.
+        where = None if ids is not None else _where(kinds, since, until)
+        if where is not None:
+            # A filter the catalog could not turn into an id list passes many memories. Chroma's own
+            # metadata filter then costs 0.2-1 s at 100k (a scan of its metadata); fetching more
+            # neighbours unfiltered and keeping those that pass costs a few ms (benchmarks/RESULTS.md,
+            # "Scale"). Only when too few pass does Chroma filter.
+            for factor in OVERFETCH:
+                want = n * factor
+                res = col.query(query_embeddings=[list(vector)], n_results=want, include=["distances", "metadatas"])  # type: ignore[arg-type]
+                found = res["ids"][0] if res["ids"] else []
+                dists = (res.get("distances") or [[]])[0]
+                metas = (res.get("metadatas") or [[]])[0]
+                hits = [VectorHit(i, 1.0 - float(d)) for i, d, m in zip(found, dists, metas) if _passes(m, kinds, since, until)]
+                if len(hits) >= n or len(found) < want:
+                    return hits[:n]
         res = col.query(
             query_embeddings=[list(vector)],  # type: ignore[arg-type]
             n_results=n,
             ids=list(ids) if ids is not None else None,
-            where=None if ids is not None else _where(kinds, since, until),
+            where=where,
             include=["distances"],
         )
         found = res["ids"][0] if res["ids"] else []

@@ -170,7 +170,7 @@ def _candidates(
         # id-restricted query took ~18 ms. Past FILTER_IDS_CAP ids, passing them costs more.
         ids = store.catalog.filtered_ids(f, FILTER_IDS_CAP)
     dense = store.index.query(f.space, qv, n, kinds=f.kinds, since=f.since, until=f.until, ids=ids)
-    keyword = store.catalog.keyword(f, keyword_query, n)
+    keyword = store.catalog.keyword(f, keyword_query, n, rs.keyword_max_docs)
     dense_rank = {h.id: (r, h.similarity) for r, h in enumerate(dense, 1)}
     kw_rank = {mid: (r, s) for r, (mid, s) in enumerate(keyword, 1)}
     memories = store.catalog.by_ids(set(dense_rank) | set(kw_rank))
