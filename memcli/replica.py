@@ -35,6 +35,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,7 @@ from memcli.errors import store_error
 
 if TYPE_CHECKING:
     from memcli.backends.catalog import Catalog
-    from memcli.backends.chroma_server import ChangeLog, LogRecord
+    from memcli.backends.chroma_server import ChangeLog, LogRecord, Segment
     from memcli.records import Memory
 
 WRITE_RE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
@@ -56,6 +57,7 @@ Stmt = list[Any]  # [sql, params (a list) or a list of params lists, many (0/1)]
 LOCAL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS replica_applied(id TEXT PRIMARY KEY, tx TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS replica_state(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS replica_sealed(segment TEXT PRIMARY KEY, records INTEGER NOT NULL);
 """
 
 
@@ -229,7 +231,8 @@ class Journal:
         for stmt in LOCAL_SCHEMA.split(";"):
             if stmt.strip():
                 db.execute(stmt)
-        server_n = self.log.count()
+        segments = self.log.segments()
+        server_n = self._server_count(db, segments)
         local_n = int(db.execute("SELECT count(*) FROM replica_applied").fetchone()[0])
         if server_n < local_n:
             return self.rebuild(catalog, "it holds changes this server does not have")
@@ -237,11 +240,13 @@ class Journal:
             return self.rebuild(catalog, "no local cache yet", quiet_reason=True)
         # Ids and stamps first (cheap), bodies only of what this cache has not applied.
         last_at = int(_state(db, "last_at") or 0)
-        recent = self.log.since(max(0, last_at - SKEW_MS), bodies=False) if server_n > 0 else []
-        new_ids = _unapplied(db, [r.id for r in recent])
+        recent = self.log.since(max(0, last_at - SKEW_MS), bodies=False, segments=segments) if server_n > 0 else []
+        where = {r.id: r.segment for r in recent}
+        new_ids = _unapplied(db, list(where))
         if server_n > local_n + len(new_ids):  # something older than the window is missing: a full diff
-            new_ids = _unapplied(db, self.log.all_ids())
-        fresh = self.log.by_ids(new_ids) if new_ids else []
+            where = self.log.all_ids(segments)
+            new_ids = _unapplied(db, list(where))
+        fresh = self.log.by_ids({i: where[i] for i in new_ids}) if new_ids else []
         txs = self._complete(db, fresh)
         if not txs:
             return catalog
@@ -254,6 +259,20 @@ class Journal:
         except sqlite3.Error:
             return self.rebuild(catalog, "the cache did not accept the server's changes")
         return catalog
+
+    def _server_count(self, db: sqlite3.Connection, segments: Sequence[Segment]) -> int:
+        """The server's record count, exact but cheap: a segment sealed for longer than SKEW_MS (a newer
+        one started that long ago) takes no more appends, so its count, once read, is kept here; only
+        the others are counted on the server. (Purge rewrites records, it never removes them.)"""
+        now_ms = time.time_ns() // 1_000_000
+        sealed = {old.name for old, new in pairwise(segments) if new.start_ms < now_ms - SKEW_MS}
+        known = {str(k): int(n) for k, n in sqlite3.Connection.execute(db, "SELECT segment, records FROM replica_sealed")}
+        cached = [s.name for s in segments if s.name in sealed and s.name in known]
+        live = self.log.counts([s.name for s in segments if s.name not in cached])
+        keep = [(name, n) for name, n in live.items() if name in sealed]
+        if keep:
+            sqlite3.Connection.executemany(db, "INSERT OR REPLACE INTO replica_sealed(segment, records) VALUES(?, ?)", keep)
+        return sum(known[name] for name in cached) + sum(live.values())
 
     def counts(self, catalog: Catalog) -> tuple[int, int]:
         """(records this cache has applied, records on the server), for `memcli doctor`."""
