@@ -34,6 +34,7 @@ import re
 import secrets
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from itertools import pairwise
 from pathlib import Path
@@ -264,14 +265,11 @@ class Journal:
         """The server's record count, exact but cheap: a segment sealed for longer than SKEW_MS (a newer
         one started that long ago) takes no more appends, so its count, once read, is kept here; only
         the others are counted on the server. (Purge rewrites records, it never removes them.)"""
-        now_ms = time.time_ns() // 1_000_000
-        sealed = {old.name for old, new in pairwise(segments) if new.start_ms < now_ms - SKEW_MS}
+        sealed = _sealed_long_ago(segments)
         known = {str(k): int(n) for k, n in sqlite3.Connection.execute(db, "SELECT segment, records FROM replica_sealed")}
         cached = [s.name for s in segments if s.name in sealed and s.name in known]
         live = self.log.counts([s.name for s in segments if s.name not in cached])
-        keep = [(name, n) for name, n in live.items() if name in sealed]
-        if keep:
-            sqlite3.Connection.executemany(db, "INSERT OR REPLACE INTO replica_sealed(segment, records) VALUES(?, ?)", keep)
+        _keep_sealed_counts(db, {name: n for name, n in live.items() if name in sealed})
         return sum(known[name] for name in cached) + sum(live.values())
 
     def counts(self, catalog: Catalog) -> tuple[int, int]:
@@ -330,7 +328,10 @@ class Journal:
         for stmt in LOCAL_SCHEMA.split(";"):
             if stmt.strip():
                 fresh.db.execute(stmt)
-        records = self.log.since(0)
+        segments = self.log.segments()
+        records = self.log.since(0, segments=segments)
+        held = Counter(r.segment for r in records)
+        _keep_sealed_counts(fresh.db, {s.name: held[s.name] for s in segments if s.name in _sealed_long_ago(segments)})
         txs = self._complete(fresh.db, records)
         self.say(f"rebuilding the local cache from {self.where} ({len(txs)} change(s))" + ("" if quiet_reason else f": {reason}"))
         try:
@@ -389,6 +390,19 @@ def _scrub_stmt(stmt: Stmt, m: Memory, token: str) -> Stmt:
             row = [token if v == m.text else (v.replace(m.text, token) if quoting and isinstance(v, str) else v) for v in row]
         out.append(row)
     return [sql, out if many else out[0], many]
+
+
+def _sealed_long_ago(segments: Sequence[Segment]) -> set[str]:
+    """Segments a newer one replaced more than SKEW_MS ago (by the starts in their names): no writer is
+    still appending to them, so their record counts no longer change."""
+    now_ms = time.time_ns() // 1_000_000
+    return {old.name for old, new in pairwise(segments) if new.start_ms < now_ms - SKEW_MS}
+
+
+def _keep_sealed_counts(db: sqlite3.Connection, counts: dict[str, int]) -> None:
+    if counts:
+        q = "INSERT OR REPLACE INTO replica_sealed(segment, records) VALUES(?, ?)"
+        sqlite3.Connection.executemany(db, q, list(counts.items()))
 
 
 def _unapplied(db: sqlite3.Connection, ids: Sequence[str]) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from chroma_server import ChromaServer, free_port
-from conftest import Result
+from conftest import Result, export_lines
 
 from memcli.api import Memcli
 from memcli.errors import ExitCode, MemcliFailure
@@ -27,47 +27,6 @@ NOTES = {
     "## Beds\n\nCarrots and leeks went into the raised bed on the south side.\n",
     "car.md": "# Car\n\nThe winter tyres are stored at the tyre hotel on Mill Road, ticket 4471.\n",
 }
-
-
-@pytest.fixture
-def server_db(chroma_server: ChromaServer) -> str:
-    return chroma_server.new_database()
-
-
-@pytest.fixture
-def device(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, minilm_path: Path, chroma_server: ChromaServer, server_db: str
-) -> Callable[[str], Memcli]:
-    """device("a") opens the memory as seen from machine "a": its own MEMCLI_HOME, the shared server."""
-    for var in [k for k in __import__("os").environ if k.startswith("MEMCLI_")]:
-        monkeypatch.delenv(var)
-    opened: list[Memcli] = []
-
-    def open_(name: str, **settings: Any) -> Memcli:
-        env = {
-            **__import__("os").environ,
-            "MEMCLI_HOME": str(tmp_path / name),
-            "MEMCLI_EMBEDDING_MODEL": str(minilm_path),
-            "MEMCLI_STORE_URL": chroma_server.url,
-            "MEMCLI_STORE_DATABASE": server_db,
-        }
-        m = Memcli(env=env, settings={("store", k): v for k, v in settings.items()})
-        opened.append(m)
-        return m
-
-    yield open_  # type: ignore[misc]
-    for m in opened:
-        m.close()
-
-
-def _export(m: Memcli) -> list[dict[str, Any]]:
-    """Everything the store knows, as export lines (the header's time left out)."""
-    import io
-
-    buf = io.StringIO()
-    m.export(buf)
-    lines = [json.loads(x) for x in buf.getvalue().splitlines()]
-    return [x for x in lines if "exported_at" not in x]
 
 
 def _log_documents(client: Any) -> list[str]:
@@ -111,7 +70,7 @@ def test_two_devices_share_one_memory(device: Callable[..., Memcli], tmp_path: P
     assert ra == rb and ra
     b2.recall(q, k=2)  # counters bumped on the desktop...
     a3 = device("laptop")
-    assert _export(a3) == _export(b2)  # ...are the laptop's too: one memory
+    assert export_lines(a3) == export_lines(b2)  # ...are the laptop's too: one memory
 
 
 def test_a_write_on_one_machine_reaches_the_other_at_its_next_command(
@@ -144,7 +103,7 @@ def test_concurrent_writers_converge(device: Callable[..., Memcli], monkeypatch:
     b.close()
     a.close()
     a, b = device("a"), device("b")
-    assert _export(a) == _export(b)
+    assert export_lines(a) == export_lines(b)
     assert len(a.list().memories) == 3
     assert any("rebuilding the local cache" in n for n in a.notices + b.notices)
 
@@ -388,7 +347,7 @@ def test_migrate_to_a_server_and_back_is_lossless(
     local.ctx.store.link(a.id, b.id, "related")
     local.forget([b.id])
     local.recall("vet rest", k=2)
-    before = _export(local)
+    before = export_lines(local)
     local.close()
 
     monkeypatch.setenv("MEMCLI_STORE_DATABASE", chroma_server.new_database())
@@ -400,7 +359,7 @@ def test_migrate_to_a_server_and_back_is_lossless(
         return [x for x in lines if not (x.get("type") == "audit" and x.get("action") == "import") and x.get("type") != "end"]
 
     remote = Memcli(settings={("store", "url"): chroma_server.url})
-    moved = _export(remote)
+    moved = export_lines(remote)
     remote.close()
     assert comparable(moved) == comparable(before)
     assert sum(1 for x in moved if x.get("action") == "import") == len([x for x in before if x.get("type") == "memory"])
@@ -412,7 +371,7 @@ def test_migrate_to_a_server_and_back_is_lossless(
     r = run_cli("migrate", "--from", chroma_server.url)
     assert r.code == 0, r.err
     back = Memcli()
-    assert comparable(_export(back)) == comparable(before)
+    assert comparable(export_lines(back)) == comparable(before)
     assert back.recall("winter tyres", k=1).hits[0].memory.text.startswith("The winter tyres")
     back.close()
 
@@ -487,4 +446,4 @@ def test_purge_by_every_route_leaves_no_text_on_the_server_and_caches_agree(
     b.close()
     assert marker.encode() not in b"".join(p.read_bytes() for p in (tmp_path / "b").rglob("*") if p.is_file())
     c, a2 = device("c"), device("a")
-    assert _export(c) == _export(a2)
+    assert export_lines(c) == export_lines(a2)
