@@ -5,16 +5,24 @@ Design (README, "Sharing one memory across machines"):
 - Every change memcli makes to its catalog is a SQLite transaction (``Catalog.transaction``). In server
   mode the catalog's connection records each write statement of a transaction with its parameters
   (``RecordingConnection``); before the local COMMIT the statements are appended to the server's change
-  log (``memcli.changelog``, one record per transaction, split in parts when large). If the server does
-  not take them, the local transaction is rolled back and the command fails naming the URL: nothing is
-  accepted that the server does not have, so there is no local outbox that could be lost.
+  log (one record per transaction, split in parts when large). If the server does not take them, the
+  local transaction is rolled back and the command fails naming the URL: nothing is accepted that the
+  server does not have, so there is no local outbox that could be lost.
+- The log is split into segments, collections ``memcli.changelog.START`` (START: the creating writer's
+  clock in ms; ``memcli.changelog`` itself, on stores written before segments, is the oldest), because
+  Chroma's server makes every write to a collection slower as the collection grows. Appends go to the
+  newest segment, all parts of a transaction to the same one; once it holds SEGMENT_BYTES the writer
+  starts the next. Readers cover every segment; the recent window reads only the newest segment that
+  started before it and the newer ones.
 - Vectors go to the server's per-space collections directly (the index, as in embedded mode).
 - At the start of every command that opens the store, the cache pulls the log records it has not
   applied (those newer than its last position minus a window for clock skew, plus — when the server's
   record count says something is still missing — every record it lacks) and replays them in
-  transaction-id order. Statements are deterministic (no now(), no random()), so replaying the same
-  log in the same order gives every machine the same catalog: the same memories, keyword index, audit
-  history, links and counters, hence the same recall results.
+  transaction-id order. The count check costs one request per segment still open to writers: the
+  count of a segment sealed for longer than the skew window is kept in the cache (``replica_sealed``).
+  Statements are deterministic (no now(), no random()), so replaying the same log in the same order
+  gives every machine the same catalog: the same memories, keyword index, audit history, links and
+  counters, hence the same recall results.
 - Transaction ids start with the writer's clock (nanoseconds). If a record arrives that sorts *before*
   one this cache already applied (two machines wrote at once, or a clock is off), the cache is
   rebuilt: emptied and replayed from the whole log, so it converges to the log's order. A cache that
