@@ -33,9 +33,11 @@ if TYPE_CHECKING:
 
 LOG_COLLECTION = "memcli.changelog"  # a dot: no space name ("memcli-" + space) can collide with it
 # Segments of the log: LOG_COLLECTION + "." + start (13-digit ms); LOG_COLLECTION itself is the oldest
-# segment of stores written before segments. An append to a Chroma collection costs more the more bytes
-# it holds (on `chroma run` 1.5.9, 2 KB records: see SEGMENT_NOTE in benchmarks/RESULTS.md); at this size
-# it stays close to an append to an empty one, and 100k memories make a few dozen segments.
+# segment of stores written before segments. On `chroma run` 1.5.9 an add costs more the more bytes of
+# large (bulk, 256 KB) records the collection holds: a 2 KB add took 7 / 33 / 49 / 38 / 90 / 163 ms at
+# 0 / 2 / 4 / 8 / 16 / 32 MB vs 8-37 ms to a small one (2 KB records alone: no growth up to 64 MB).
+# Every append and command start lists the collections, ~0.17 ms per collection: 8 MB keeps both small
+# (benchmarks/RESULTS.md, "Server change log segments"). MEMCLI_LOG_SEGMENT_BYTES overrides it.
 SEGMENT_BYTES = int(os.environ.get("MEMCLI_LOG_SEGMENT_BYTES") or 8_000_000)
 RECORD_OVERHEAD = 200  # bytes counted per record besides its body (id, metadata)
 LIST_PAGE = 1000  # collections per list_collections request
