@@ -5,16 +5,24 @@ Design (README, "Sharing one memory across machines"):
 - Every change memcli makes to its catalog is a SQLite transaction (``Catalog.transaction``). In server
   mode the catalog's connection records each write statement of a transaction with its parameters
   (``RecordingConnection``); before the local COMMIT the statements are appended to the server's change
-  log (``memcli.changelog``, one record per transaction, split in parts when large). If the server does
-  not take them, the local transaction is rolled back and the command fails naming the URL: nothing is
-  accepted that the server does not have, so there is no local outbox that could be lost.
+  log (one record per transaction, split in parts when large). If the server does not take them, the
+  local transaction is rolled back and the command fails naming the URL: nothing is accepted that the
+  server does not have, so there is no local outbox that could be lost.
+- The log is split into segments, collections ``memcli.changelog.START`` (START: the creating writer's
+  clock in ms; ``memcli.changelog`` itself, on stores written before segments, is the oldest), because
+  Chroma's server makes every write to a collection slower as the collection grows. Appends go to the
+  newest segment, all parts of a transaction to the same one; once it holds SEGMENT_BYTES the writer
+  starts the next. Readers cover every segment; the recent window reads only the newest segment that
+  started before it and the newer ones.
 - Vectors go to the server's per-space collections directly (the index, as in embedded mode).
 - At the start of every command that opens the store, the cache pulls the log records it has not
   applied (those newer than its last position minus a window for clock skew, plus — when the server's
   record count says something is still missing — every record it lacks) and replays them in
-  transaction-id order. Statements are deterministic (no now(), no random()), so replaying the same
-  log in the same order gives every machine the same catalog: the same memories, keyword index, audit
-  history, links and counters, hence the same recall results.
+  transaction-id order. The count check costs one request per segment still open to writers: the
+  count of a segment sealed for longer than the skew window is kept in the cache (``replica_sealed``).
+  Statements are deterministic (no now(), no random()), so replaying the same log in the same order
+  gives every machine the same catalog: the same memories, keyword index, audit history, links and
+  counters, hence the same recall results.
 - Transaction ids start with the writer's clock (nanoseconds). If a record arrives that sorts *before*
   one this cache already applied (two machines wrote at once, or a clock is off), the cache is
   rebuilt: emptied and replayed from the whole log, so it converges to the log's order. A cache that
@@ -34,7 +42,9 @@ import re
 import secrets
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +52,7 @@ from memcli.errors import store_error
 
 if TYPE_CHECKING:
     from memcli.backends.catalog import Catalog
-    from memcli.backends.chroma_server import ChangeLog, LogRecord
+    from memcli.backends.chroma_server import ChangeLog, LogRecord, Segment
     from memcli.records import Memory
 
 WRITE_RE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
@@ -56,6 +66,7 @@ Stmt = list[Any]  # [sql, params (a list) or a list of params lists, many (0/1)]
 LOCAL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS replica_applied(id TEXT PRIMARY KEY, tx TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS replica_state(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS replica_sealed(segment TEXT PRIMARY KEY, records INTEGER NOT NULL);
 """
 
 
@@ -229,7 +240,8 @@ class Journal:
         for stmt in LOCAL_SCHEMA.split(";"):
             if stmt.strip():
                 db.execute(stmt)
-        server_n = self.log.count()
+        segments = self.log.segments()
+        server_n = self._server_count(db, segments)
         local_n = int(db.execute("SELECT count(*) FROM replica_applied").fetchone()[0])
         if server_n < local_n:
             return self.rebuild(catalog, "it holds changes this server does not have")
@@ -237,11 +249,13 @@ class Journal:
             return self.rebuild(catalog, "no local cache yet", quiet_reason=True)
         # Ids and stamps first (cheap), bodies only of what this cache has not applied.
         last_at = int(_state(db, "last_at") or 0)
-        recent = self.log.since(max(0, last_at - SKEW_MS), bodies=False) if server_n > 0 else []
-        new_ids = _unapplied(db, [r.id for r in recent])
+        recent = self.log.since(max(0, last_at - SKEW_MS), bodies=False, segments=segments) if server_n > 0 else []
+        where = {r.id: r.segment for r in recent}
+        new_ids = _unapplied(db, list(where))
         if server_n > local_n + len(new_ids):  # something older than the window is missing: a full diff
-            new_ids = _unapplied(db, self.log.all_ids())
-        fresh = self.log.by_ids(new_ids) if new_ids else []
+            where = self.log.all_ids(segments)
+            new_ids = _unapplied(db, list(where))
+        fresh = self.log.by_ids({i: where[i] for i in new_ids}) if new_ids else []
         txs = self._complete(db, fresh)
         if not txs:
             return catalog
@@ -254,6 +268,17 @@ class Journal:
         except sqlite3.Error:
             return self.rebuild(catalog, "the cache did not accept the server's changes")
         return catalog
+
+    def _server_count(self, db: sqlite3.Connection, segments: Sequence[Segment]) -> int:
+        """The server's record count, exact but cheap: a segment sealed for longer than SKEW_MS (a newer
+        one started that long ago) takes no more appends, so its count, once read, is kept here; only
+        the others are counted on the server. (Purge rewrites records, it never removes them.)"""
+        sealed = _sealed_long_ago(segments)
+        known = {str(k): int(n) for k, n in sqlite3.Connection.execute(db, "SELECT segment, records FROM replica_sealed")}
+        cached = [s.name for s in segments if s.name in sealed and s.name in known]
+        live = self.log.counts([s.name for s in segments if s.name not in cached])
+        _keep_sealed_counts(db, {name: n for name, n in live.items() if name in sealed})
+        return sum(known[name] for name in cached) + sum(live.values())
 
     def counts(self, catalog: Catalog) -> tuple[int, int]:
         """(records this cache has applied, records on the server), for `memcli doctor`."""
@@ -311,7 +336,10 @@ class Journal:
         for stmt in LOCAL_SCHEMA.split(";"):
             if stmt.strip():
                 fresh.db.execute(stmt)
-        records = self.log.since(0)
+        segments = self.log.segments()
+        records = self.log.since(0, segments=segments)
+        held = Counter(r.segment for r in records)
+        _keep_sealed_counts(fresh.db, {s.name: held[s.name] for s in segments if s.name in _sealed_long_ago(segments)})
         txs = self._complete(fresh.db, records)
         self.say(f"rebuilding the local cache from {self.where} ({len(txs)} change(s))" + ("" if quiet_reason else f": {reason}"))
         try:
@@ -370,6 +398,19 @@ def _scrub_stmt(stmt: Stmt, m: Memory, token: str) -> Stmt:
             row = [token if v == m.text else (v.replace(m.text, token) if quoting and isinstance(v, str) else v) for v in row]
         out.append(row)
     return [sql, out if many else out[0], many]
+
+
+def _sealed_long_ago(segments: Sequence[Segment]) -> set[str]:
+    """Segments a newer one replaced more than SKEW_MS ago (by the starts in their names): no writer is
+    still appending to them, so their record counts no longer change."""
+    now_ms = time.time_ns() // 1_000_000
+    return {old.name for old, new in pairwise(segments) if new.start_ms < now_ms - SKEW_MS}
+
+
+def _keep_sealed_counts(db: sqlite3.Connection, counts: dict[str, int]) -> None:
+    if counts:
+        q = "INSERT OR REPLACE INTO replica_sealed(segment, records) VALUES(?, ?)"
+        sqlite3.Connection.executemany(db, q, list(counts.items()))
 
 
 def _unapplied(db: sqlite3.Connection, ids: Sequence[str]) -> list[str]:

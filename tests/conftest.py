@@ -170,3 +170,45 @@ def cli(home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monk
         return Result(code, captured.out, captured.err)
 
     return run
+
+
+# -- server mode: several machines on one server database ----------------------------------------------
+@pytest.fixture
+def server_db(chroma_server: ChromaServer) -> str:
+    return chroma_server.new_database()
+
+
+@pytest.fixture
+def device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, minilm_path: Path, chroma_server: ChromaServer, server_db: str
+) -> Callable[[str], Memcli]:
+    """device("a") opens the memory as seen from machine "a": its own MEMCLI_HOME, the shared server."""
+    for var in [k for k in __import__("os").environ if k.startswith("MEMCLI_")]:
+        monkeypatch.delenv(var)
+    opened: list[Memcli] = []
+
+    def open_(name: str, **settings: Any) -> Memcli:
+        env = {
+            **__import__("os").environ,
+            "MEMCLI_HOME": str(tmp_path / name),
+            "MEMCLI_EMBEDDING_MODEL": str(minilm_path),
+            "MEMCLI_STORE_URL": chroma_server.url,
+            "MEMCLI_STORE_DATABASE": server_db,
+        }
+        m = Memcli(env=env, settings={("store", k): v for k, v in settings.items()})
+        opened.append(m)
+        return m
+
+    yield open_  # type: ignore[misc]
+    for m in opened:
+        m.close()
+
+
+def export_lines(m: Memcli) -> list[dict[str, Any]]:
+    """Everything the store knows, as export lines (the header's time left out)."""
+    import io
+
+    buf = io.StringIO()
+    m.export(buf)
+    lines = [json.loads(x) for x in buf.getvalue().splitlines()]
+    return [x for x in lines if "exported_at" not in x]

@@ -5,9 +5,10 @@ What lives on the server (see ``memcli/replica.py`` for why):
 
 - one collection per memory space, ``memcli-SPACE``: ids, vectors and the kind/time recall filters on
   (exactly what the embedded index holds);
-- the collection ``memcli.changelog``: every change memcli made to its catalog, one record per committed
-  transaction (split in parts when large). Chroma needs a vector for each record; the log has no use
-  for one, so every record carries the constant ``[1.0]``.
+- the change log: every change memcli made to its catalog, one record per committed transaction (split
+  in parts when large, the parts always in one segment), in segment collections ``memcli.changelog.START``
+  (plus ``memcli.changelog``, the oldest, on stores written before segments). Chroma needs a vector for
+  each record; the log has no use for one, so every record carries the constant ``[1.0]``.
 
 Every call goes through :func:`guard`, which turns a refused connection, a timeout, an auth refusal or
 a missing tenant/database into a :class:`MemcliFailure` naming the URL and what to check.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,6 +32,15 @@ if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
 
 LOG_COLLECTION = "memcli.changelog"  # a dot: no space name ("memcli-" + space) can collide with it
+# Segments of the log: LOG_COLLECTION + "." + start (13-digit ms); LOG_COLLECTION itself is the oldest
+# segment of stores written before segments. On `chroma run` 1.5.9 an add costs more the more bytes of
+# large (bulk, 256 KB) records the collection holds: a 2 KB add took 7 / 33 / 49 / 38 / 90 / 163 ms at
+# 0 / 2 / 4 / 8 / 16 / 32 MB vs 8-37 ms to a small one (2 KB records alone: no growth up to 64 MB).
+# Every append and command start lists the collections, ~0.17 ms per collection: 8 MB keeps both small
+# (benchmarks/RESULTS.md, "Server change log segments"). MEMCLI_LOG_SEGMENT_BYTES overrides it.
+SEGMENT_BYTES = int(os.environ.get("MEMCLI_LOG_SEGMENT_BYTES") or 8_000_000)
+RECORD_OVERHEAD = 200  # bytes counted per record besides its body (id, metadata)
+LIST_PAGE = 1000  # collections per list_collections request
 EMBEDDINGS_PREFIX = "memcli.embeddings."  # + dimension: every memory's embedding, kept until it is purged
 PAGE = 2000  # records per request when reading the log
 T = TypeVar("T")
@@ -247,37 +257,103 @@ class LogRecord:
     at_ms: int
     body: str  # JSON: {"stmts": [[sql, params or [params...], many], ...]}
     schema: int = 0  # the catalog schema of the memcli that wrote it
+    segment: str = ""  # the log segment (collection) it was read from; "" before it is appended
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One collection of the change log. ``held``: the bytes its writers say they appended (None for the
+    legacy collection, written before segments: treated as full, so appends go to a new segment)."""
+
+    name: str
+    start_ms: int
+    held: int | None
+
+
+def segment_start(name: str) -> int | None:
+    """A segment's start (the creating writer's clock, ms) from its name; None: not a log segment."""
+    if name == LOG_COLLECTION:
+        return 0
+    suffix = name.removeprefix(LOG_COLLECTION + ".")
+    return int(suffix) if suffix != name and len(suffix) == 13 and suffix.isdigit() else None
+
+
+def segment_name(start_ms: int) -> str:
+    return f"{LOG_COLLECTION}.{start_ms:013d}"
 
 
 class ChangeLog:
-    """The server's append-only log of catalog transactions (see ``memcli/replica.py``)."""
+    """The server's append-only log of catalog transactions (see ``memcli/replica.py``), split into
+    segments: Chroma's server makes every write to a collection slower as the collection grows, so
+    appends go to the newest segment and a new one is started once it holds SEGMENT_BYTES."""
 
     def __init__(self, cfg: ServerConfig, client: ClientAPI) -> None:
         self.cfg = cfg
         self._client = client
-        self._col: Collection | None = None
+        self._cols: dict[str, Collection] = {}
 
-    @property
-    def col(self) -> Collection:
-        if self._col is None:
+    def segments(self) -> list[Segment]:
+        """Every segment on the server, oldest first (listed afresh: other machines add segments)."""
+        found: list[tuple[Segment, Collection]] = []
+        with guard(self.cfg):
+            offset = 0
+            while True:
+                page = self._client.list_collections(limit=LIST_PAGE, offset=offset)
+                for col in page:
+                    start = segment_start(col.name)
+                    if start is not None:
+                        held = (col.metadata or {}).get("bytes")
+                        found.append((Segment(col.name, start, int(held) if isinstance(held, int) else None), col))
+                if len(page) < LIST_PAGE:
+                    break
+                offset += LIST_PAGE
+        self._cols.update((seg.name, col) for seg, col in found)
+        return sorted((seg for seg, _ in found), key=lambda s: (s.start_ms, s.name))
+
+    def _col(self, name: str) -> Collection:
+        if name not in self._cols:
             with guard(self.cfg):
-                self._col = self._client.get_or_create_collection(LOG_COLLECTION, embedding_function=None)
-        return self._col
+                self._cols[name] = self._client.get_collection(name, embedding_function=None)
+        return self._cols[name]
 
     def append(self, records: Sequence[LogRecord]) -> None:
+        """Append one transaction's records, all to the same segment (replay needs a transaction whole)."""
+        import time
+
+        segs = self.segments()
+        newest = segs[-1] if segs else None
         with guard(self.cfg):
+            if newest is None or newest.held is None or newest.held >= SEGMENT_BYTES:
+                # Never before the newest start, whatever this clock says: names must sort by age. Two
+                # writers rolling over at once may make two segments; both are read, the older is sealed.
+                start = max(time.time_ns() // 1_000_000, newest.start_ms + 1 if newest else 0)
+                col = self._client.get_or_create_collection(segment_name(start), embedding_function=None, metadata={"bytes": 0})
+                self._cols[col.name] = col
+                held = (col.metadata or {}).get("bytes")
+                newest = Segment(col.name, start, int(held) if isinstance(held, int) else 0)
+            col = self._col(newest.name)
             for i in range(0, len(records), 100):
                 part = records[i : i + 100]
-                self.col.add(
+                col.add(
                     ids=[r.id for r in part],
                     embeddings=[[1.0] for _ in part],  # type: ignore[arg-type]
                     documents=[r.body for r in part],
                     metadatas=[{"tx": r.tx, "part": r.part, "parts": r.parts, "at": r.at_ms, "schema": r.schema} for r in part],
                 )
+            # modify() replaces the whole metadata. Two writers appending at once may each write their own
+            # sum, losing the other's bytes: the count is approximate, which is fine, as it only decides
+            # when to start the next segment.
+            size = sum(len(r.body.encode()) + RECORD_OVERHEAD for r in records)
+            col.modify(metadata={"bytes": (newest.held or 0) + size})
+
+    def counts(self, names: Sequence[str]) -> dict[str, int]:
+        """Records held by each named segment (one request each)."""
+        with guard(self.cfg):
+            return {name: self._col(name).count() for name in names}
 
     def count(self) -> int:
-        with guard(self.cfg):
-            return self.col.count()
+        """Records in the whole log (every segment counted: exact, one request per segment)."""
+        return sum(self.counts([s.name for s in self.segments()]).values())
 
     # -- embeddings: kept out of the log's JSON (base64 there cost ~4x the server's disk) ------------
     def _emb_col(self, dim: int, create: bool) -> Collection | None:
@@ -318,7 +394,7 @@ class ChangeLog:
                 if c.name.startswith(EMBEDDINGS_PREFIX):
                     self._client.get_collection(c.name, embedding_function=None).delete(ids=list(ids))
 
-    def _records(self, res: Any) -> list[LogRecord]:
+    def _records(self, segment: str, res: Any) -> list[LogRecord]:
         out = []
         docs = res["documents"] or [""] * len(res["ids"])
         for rid, doc, meta in zip(res["ids"], docs, res["metadatas"] or []):
@@ -331,70 +407,87 @@ class ChangeLog:
                     int(meta["at"]),
                     doc or "",
                     int(meta.get("schema", 0)),
+                    segment,
                 )
             )
         return out
 
-    def since(self, at_ms: int, *, bodies: bool = True) -> list[LogRecord]:
-        """Records stamped at or after ``at_ms``; ``bodies=False``: ids and metadata only (cheap)."""
+    def _pages(self, segment: str, page: int, **get: Any) -> Iterator[Any]:
+        """``collection.get(**get)`` of one segment, page by page."""
+        col = self._col(segment)
+        offset = 0
+        while True:
+            res = col.get(**get, limit=page, offset=offset)
+            yield res
+            if len(res["ids"]) < page:
+                return
+            offset += page
+
+    def since(self, at_ms: int, *, bodies: bool = True, segments: Sequence[Segment] | None = None) -> list[LogRecord]:
+        """Records stamped at or after ``at_ms``; ``bodies=False``: ids and metadata only (cheap).
+
+        Reads the newest segment that started at or before ``at_ms`` and every newer one: an older
+        segment was sealed before that one started, so its records are older (but for a writer racing
+        a rollover by a few milliseconds or a clock that is off; the caller re-reads a window for
+        those, and its count check finds anything else)."""
+        segs = list(self.segments() if segments is None else segments)
+        first = max((i for i, s in enumerate(segs) if s.start_ms <= at_ms), default=0)
         out: list[LogRecord] = []
         include: Any = ["documents", "metadatas"] if bodies else ["metadatas"]
         with guard(self.cfg):
-            offset = 0
-            while True:
-                res = self.col.get(
-                    where={"at": {"$gte": at_ms}},  # type: ignore[dict-item]
-                    include=include,
-                    limit=PAGE,
-                    offset=offset,
-                )
-                got = self._records(res)
-                out += got
-                if len(got) < PAGE:
-                    return out
-                offset += PAGE
+            for seg in segs[first:]:
+                for res in self._pages(seg.name, PAGE, where={"at": {"$gte": at_ms}}, include=include):
+                    out += self._records(seg.name, res)
+        return out
 
-    def all_ids(self) -> list[str]:
-        out: list[str] = []
+    def all_ids(self, segments: Sequence[Segment] | None = None) -> dict[str, str]:
+        """{record id: its segment} for the whole log."""
+        out: dict[str, str] = {}
         with guard(self.cfg):
-            offset = 0
-            while True:
-                got = self.col.get(include=[], limit=PAGE * 5, offset=offset)["ids"]
-                out += got
-                if len(got) < PAGE * 5:
-                    return out
-                offset += PAGE * 5
+            for seg in self.segments() if segments is None else segments:
+                for res in self._pages(seg.name, PAGE * 5, include=[]):
+                    out.update((rid, seg.name) for rid in res["ids"])
+        return out
 
-    def by_ids(self, ids: Sequence[str]) -> list[LogRecord]:
+    def by_ids(self, where: Mapping[str, str]) -> list[LogRecord]:
+        """The records named by {record id: its segment} (as all_ids or since found them)."""
+        by_seg: dict[str, list[str]] = {}
+        for rid, seg in where.items():
+            by_seg.setdefault(seg, []).append(rid)
         out: list[LogRecord] = []
         with guard(self.cfg):
-            for i in range(0, len(ids), PAGE):
-                out += self._records(self.col.get(ids=list(ids[i : i + PAGE]), include=["documents", "metadatas"]))
+            for seg, ids in by_seg.items():
+                for i in range(0, len(ids), PAGE):
+                    res = self._col(seg).get(ids=ids[i : i + PAGE], include=["documents", "metadatas"])
+                    out += self._records(seg, res)
         return out
 
     def containing(self, needle: str) -> list[LogRecord]:
-        """Records whose JSON body contains ``needle`` (as JSON escapes it)."""
+        """Records whose JSON body contains ``needle`` (as JSON escapes it), in every segment."""
         fragment = json.dumps(needle, ensure_ascii=False)[1:-1]
         out: list[LogRecord] = []
         with guard(self.cfg):
-            offset = 0
-            while True:
-                res = self.col.get(
-                    where_document={"$contains": fragment}, include=["documents", "metadatas"], limit=PAGE, offset=offset
-                )
-                got = self._records(res)
-                out += got
-                if len(got) < PAGE:
-                    return out
-                offset += PAGE
+            for seg in self.segments():
+                for res in self._pages(
+                    seg.name, PAGE, where_document={"$contains": fragment}, include=["documents", "metadatas"]
+                ):
+                    out += self._records(seg.name, res)
+        return out
 
     def rewrite(self, records: Sequence[LogRecord]) -> None:
+        """Replace the bodies of records read from the log (each goes back to the segment it came from)."""
+        by_seg: dict[str, list[LogRecord]] = {}
+        for r in records:
+            if not r.segment:
+                raise ValueError(f"log record {r.id} was not read from a segment")
+            by_seg.setdefault(r.segment, []).append(r)
         with guard(self.cfg):
-            for i in range(0, len(records), 100):
-                part = records[i : i + 100]
-                # With documents and no embeddings chromadb would fetch its default embedding model.
-                self.col.update(
-                    ids=[r.id for r in part],
-                    embeddings=[[1.0] for _ in part],  # type: ignore[arg-type]
-                    documents=[r.body for r in part],
-                )
+            for seg, recs in by_seg.items():
+                for i in range(0, len(recs), 100):
+                    part = recs[i : i + 100]
+                    # With documents and no embeddings chromadb would fetch its default embedding model.
+                    self._col(seg).update(
+                        ids=[r.id for r in part],
+                        embeddings=[[1.0] for _ in part],  # type: ignore[arg-type]
+                        documents=[r.body for r in part],
+                    )
