@@ -5,7 +5,8 @@ cProfile of the slowest one, on cached synthetic stores (``_common.build_store``
 Each piece is timed by wrapping the live method memcli calls (embed, the vector index query, the FTS5
 keyword query, the all-terms abstention check, the catalog fetch); "rest" is fusion and records.
 With ``--compare SECTION.KEY=VALUE`` the same queries also run with that setting changed, in the same
-process, alternating per query, so the two columns share the machine's load.
+process, alternating per query (and which goes first), so the two columns share the machine's load
+and the page cache.
 
     .venv/bin/python benchmarks/profile_recall.py --sizes 10000,1000000
     .venv/bin/python benchmarks/profile_recall.py --sizes 1000000 --compare recall.keyword_max_docs=0
@@ -64,8 +65,9 @@ def run_size(size: int, args: argparse.Namespace, model: Path) -> list[str]:
         for q in qs[:10]:
             m.recall(q, touch=False, now=c.NOW)
     per: dict[str, list[tuple[float, dict[str, float], str]]] = {name: [] for name, _ in stores}
-    for q in qs:
-        for name, m in stores:
+    for i, q in enumerate(qs):
+        # Alternate which setting goes first: the first to run a query pays its cold page reads.
+        for name, m in stores if i % 2 == 0 else stores[::-1]:
             probe = wrap_pieces(m)
             t0 = time.perf_counter()
             m.recall(q, touch=False, now=c.NOW)

@@ -109,12 +109,13 @@ def kinds_and_times(mem: Memcli) -> list[str]:
     return ids
 
 
-@pytest.mark.parametrize("overfetch", [(4, 16), (1,)])
+@pytest.mark.parametrize(("overfetch", "wide_cap"), [(4, 300_000), (1, 300_000), (1, 2)])
 def test_filters_too_wide_for_an_id_list_give_the_same_hits(
-    mem: Memcli, kinds_and_times: list[str], monkeypatch: pytest.MonkeyPatch, overfetch: tuple[int, ...]
+    mem: Memcli, kinds_and_times: list[str], monkeypatch: pytest.MonkeyPatch, overfetch: int, wide_cap: int
 ) -> None:
-    """FILTER_IDS_CAP 2 sends every filter down the wide path; OVERFETCH (1,) with few candidates makes
-    the over-fetch come up short, so Chroma's own filter answers: both must match the id-list path."""
+    """FILTER_IDS_CAP 2 sends every filter down the wide path: the over-fetch answers (4), or comes up
+    short with few candidates (1) so a long id list answers, or that is over its cap too (2) and
+    Chroma's own filter answers. Each must give what the short id list gives."""
     from datetime import UTC, datetime
 
     from memcli.backends import chroma_index
@@ -124,10 +125,21 @@ def test_filters_too_wide_for_an_id_list_give_the_same_hits(
     since, until = datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 9, 1, tzinfo=UTC)
     cases = [dict(kinds=[Kind.FACT]), dict(since=since, until=until), dict(kinds=[Kind.NOTE], since=since)]
     small = Memcli(settings={("recall", "candidates"): 5})
+    calls: list[bool] = []
+    query = small.ctx.store.index.query
+
+    def spy(*a: object, **kw: object) -> object:
+        calls.append(
+            bool(kw.get("ids") is None and kw.get("overfetch_only") is not True and (kw.get("kinds") or kw.get("since")))
+        )
+        return query(*a, **kw)  # type: ignore[arg-type]
+
     try:
         expected = [[h.memory.id for h in small.recall("dog by the river", k=5, touch=False, **c).hits] for c in cases]  # type: ignore[arg-type]
         monkeypatch.setattr(recall_mod, "FILTER_IDS_CAP", 2)
+        monkeypatch.setattr(recall_mod, "WIDE_IDS_CAP", wide_cap)
         monkeypatch.setattr(chroma_index, "OVERFETCH", overfetch)
+        monkeypatch.setattr(small.ctx.store.index, "query", spy)
         got = [[h.memory.id for h in small.recall("dog by the river", k=5, touch=False, **c).hits] for c in cases]  # type: ignore[arg-type]
     finally:
         small.close()
@@ -135,3 +147,4 @@ def test_filters_too_wide_for_an_id_list_give_the_same_hits(
     assert all(expected)
     facts = {i for n, i in enumerate(kinds_and_times) if n % 4 == 0}
     assert set(got[0]) <= facts
+    assert any(calls) == (wide_cap == 2)  # Chroma's own filter only when both caps are exceeded

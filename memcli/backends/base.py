@@ -58,6 +58,7 @@ class VectorIndex(Protocol):
         since: float | None = None,
         until: float | None = None,
         ids: Sequence[str] | None = None,  # restrict to these ids (the filters are then ignored)
+        overfetch_only: bool = False,  # filters: only what an unfiltered over-fetch finds (maybe < n)
     ) -> list[VectorHit]: ...
 
     def count(self, space: str) -> int: ...

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
 
 PREFIX = "memcli-"
-OVERFETCH = (4, 16)  # unfiltered neighbours fetched per wanted hit before Chroma filters itself
+OVERFETCH = 4  # unfiltered neighbours fetched per wanted hit for a wide filter
 
 
 def _owner_only(root: Path) -> None:
@@ -143,6 +143,7 @@ class ChromaIndex:
         since: float | None = None,
         until: float | None = None,
         ids: Sequence[str] | None = None,
+        overfetch_only: bool = False,
     ) -> list[VectorHit]:
         col = self._col(space, create=False)
         if col is None or n <= 0 or (ids is not None and not ids):
@@ -151,19 +152,18 @@ class ChromaIndex:
         # returns what exists when n_results exceeds it.
         where = None if ids is not None else _where(kinds, since, until)
         if where is not None:
-            # A filter the catalog could not turn into an id list passes many memories. Chroma's own
-            # metadata filter then costs 0.2-1 s at 100k (a scan of its metadata); fetching more
-            # neighbours unfiltered and keeping those that pass costs a few ms (benchmarks/RESULTS.md,
-            # "Scale"). Only when too few pass does Chroma filter.
-            for factor in OVERFETCH:
-                want = n * factor
-                res = col.query(query_embeddings=[list(vector)], n_results=want, include=["distances", "metadatas"])  # type: ignore[arg-type]
-                found = res["ids"][0] if res["ids"] else []
-                dists = (res.get("distances") or [[]])[0]
-                metas = (res.get("metadatas") or [[]])[0]
-                hits = [VectorHit(i, 1.0 - float(d)) for i, d, m in zip(found, dists, metas) if _passes(m, kinds, since, until)]
-                if len(hits) >= n or len(found) < want:
-                    return hits[:n]
+            # A filter the catalog could not turn into a short id list passes many memories. Chroma's
+            # own metadata filter then scans its metadata (0.2-1 s at 100k, 4.7 s at 1M); fetching
+            # OVERFETCH x n neighbours unfiltered and keeping those that pass costs 27 ms at 1M
+            # (benchmarks/RESULTS.md, "Scale"). Too few pass: the caller may try an id list first.
+            want = n * OVERFETCH
+            res = col.query(query_embeddings=[list(vector)], n_results=want, include=["distances", "metadatas"])  # type: ignore[arg-type]
+            found = res["ids"][0] if res["ids"] else []
+            dists = (res.get("distances") or [[]])[0]
+            metas = (res.get("metadatas") or [[]])[0]
+            hits = [VectorHit(i, 1.0 - float(d)) for i, d, m in zip(found, dists, metas) if _passes(m, kinds, since, until)]
+            if len(hits) >= n or len(found) < want or overfetch_only:
+                return hits[:n]
         res = col.query(
             query_embeddings=[list(vector)],  # type: ignore[arg-type]
             n_results=n,

@@ -37,6 +37,7 @@ from memcli.records import Hit, Kind, Linked, Memory, RecallResult
 from memcli.services.retention import RetentionParams, assess
 
 FILTER_IDS_CAP = 20_000
+WIDE_IDS_CAP = 300_000
 PREFERENCE_BOOST = 10.0  # how much stronger the recency term gets when the query asks for the latest
 
 
@@ -165,11 +166,18 @@ def _candidates(
     store = ctx.store
     n = max(rs.candidates, k)
     ids = None
-    if f.kinds or f.tags or f.since is not None or f.until is not None:
-        # Chroma's metadata filter took 60-200 ms at 100k; the ids from the catalog's index plus an
-        # id-restricted query took ~18 ms. Past FILTER_IDS_CAP ids, passing them costs more.
+    filtered = bool(f.kinds or f.tags or f.since is not None or f.until is not None)
+    if filtered:
+        # Chroma's metadata filter took 60-200 ms at 100k and 4.7 s at 1M; the ids from the catalog's
+        # index plus an id-restricted query took ~18 ms at 100k. Past FILTER_IDS_CAP ids, an unfiltered
+        # over-fetch is cheaper when the filter is wide (27 ms at 1M); when too few of those pass, a
+        # long id list (87-113 ms for 27k-110k ids at 1M) still beats Chroma's filter.
         ids = store.catalog.filtered_ids(f, FILTER_IDS_CAP)
-    dense = store.index.query(f.space, qv, n, kinds=f.kinds, since=f.since, until=f.until, ids=ids)
+    wide = filtered and ids is None
+    dense = store.index.query(f.space, qv, n, kinds=f.kinds, since=f.since, until=f.until, ids=ids, overfetch_only=wide)
+    if wide and len(dense) < n:
+        ids = store.catalog.filtered_ids(f, WIDE_IDS_CAP)
+        dense = store.index.query(f.space, qv, n, kinds=f.kinds, since=f.since, until=f.until, ids=ids)
     keyword = store.catalog.keyword(f, keyword_query, n, rs.keyword_max_docs)
     dense_rank = {h.id: (r, h.similarity) for r, h in enumerate(dense, 1)}
     kw_rank = {mid: (r, s) for r, (mid, s) in enumerate(keyword, 1)}
