@@ -2,8 +2,9 @@
 
 For each size N a real `chroma run` on 127.0.0.1 gets two databases; each gets a synthetic store of
 N memories written in bulk (``_common.build_store``: 5,000 memories per transaction), one with the
-change log segmented as built (``SEGMENT_BYTES``, memcli's default) and one with segmenting disabled
-(``SEGMENT_BYTES`` huge: every record in one collection, as before segments). Then, alternating
+change log segmented as built (``SEGMENT_BYTES``, and a bulk transaction alone in a sealed segment:
+``BULK_BYTES``), one segmented by size only, and one with segmenting disabled (every record in one
+collection, as before segments). Then, alternating
 between the two stores so that load on the machine hits both alike, it times:
 
 - command start: a fresh ``Memcli`` opening the store (connect + sync), ``--opens`` times each;
@@ -30,7 +31,16 @@ import _common as c
 
 import memcli.backends.chroma_server as cs
 
-LAYOUTS = {"segments": cs.SEGMENT_BYTES, "one collection": 10**15}
+# (SEGMENT_BYTES, BULK_BYTES): as built; segments rolled over by size only; one collection (as before).
+LAYOUTS = {
+    "segments": (cs.SEGMENT_BYTES, cs.BULK_BYTES),
+    "by size only": (cs.SEGMENT_BYTES, 10**15),
+    "one collection": (10**15, 10**15),
+}
+
+
+def use(layout: str) -> None:
+    cs.SEGMENT_BYTES, cs.BULK_BYTES = LAYOUTS[layout]
 
 
 def run_size(size: int, args: argparse.Namespace, root: Path, model: Path) -> list[dict[str, Any]]:
@@ -40,8 +50,8 @@ def run_size(size: int, args: argparse.Namespace, root: Path, model: Path) -> li
     try:
         stores: dict[str, tuple[dict[tuple[str, str], object], Path]] = {}
         out: dict[str, dict[str, Any]] = {}
-        for layout, seg_bytes in LAYOUTS.items():
-            cs.SEGMENT_BYTES = seg_bytes
+        for layout in LAYOUTS:
+            use(layout)
             settings: dict[tuple[str, str], object] = {("store", "url"): server.url, ("store", "database"): server.new_database()}
             info = c.build_store(size, real=min(args.real, size), model=model, cache=root / layout, settings=settings)
             stores[layout] = (settings, info.home)
@@ -49,7 +59,7 @@ def run_size(size: int, args: argparse.Namespace, root: Path, model: Path) -> li
             print(f"{size:,} {layout}: built in {info.build_s:.0f} s", file=sys.stderr)
         for _ in range(args.opens):  # command start: connect + sync, alternating
             for layout, (settings, home) in stores.items():
-                cs.SEGMENT_BYTES = LAYOUTS[layout]
+                use(layout)
                 t0 = time.perf_counter()
                 m = c.open_store(home, model, settings=settings)
                 m.list(limit=1)
@@ -64,7 +74,7 @@ def run_size(size: int, args: argparse.Namespace, root: Path, model: Path) -> li
         gen = c.TextGen(c.SEED + 7)
         for _ in range(args.adds):
             for layout, m in opened.items():
-                cs.SEGMENT_BYTES = LAYOUTS[layout]
+                use(layout)
                 probes[layout].reset()
                 text = gen.text(20)
                 t0 = time.perf_counter()
@@ -78,7 +88,7 @@ def run_size(size: int, args: argparse.Namespace, root: Path, model: Path) -> li
         return list(out.values())
     finally:
         server.stop()
-        cs.SEGMENT_BYTES = LAYOUTS["segments"]
+        use("segments")
 
 
 def main() -> None:
@@ -89,7 +99,9 @@ def main() -> None:
     ap.add_argument("--real", type=int, default=200, help="memories with real MiniLM embeddings (the rest random)")
     args = ap.parse_args()
     model = c.model_file()  # convert once, outside the timings
-    print(f"# bench_server_add\n\n{c.machine_line()}; {c.load_note()}; SEGMENT_BYTES {cs.SEGMENT_BYTES:,}\n")
+    print(
+        f"# bench_server_add\n\n{c.machine_line()}; {c.load_note()}; SEGMENT_BYTES {cs.SEGMENT_BYTES:,}, BULK_BYTES {cs.BULK_BYTES:,}\n"
+    )
     results: list[dict[str, Any]] = []
     root = Path(tempfile.mkdtemp(prefix="memcli-server-add-"))
     try:

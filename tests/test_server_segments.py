@@ -229,3 +229,31 @@ def test_the_count_check_finds_a_record_missing_from_a_sealed_segment(
     assert early[0].id in {m.id for m in b.list(limit=50).memories}
     assert export_lines(b) == export_lines(a)
     assert b.doctor().ok
+
+
+def test_a_bulk_transaction_gets_a_sealed_segment_of_its_own(
+    device: Callable[..., Memcli], raw: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large records are what slow a collection's writes: the adds after an ingest append elsewhere."""
+    monkeypatch.setattr(chroma_server_mod, "SEGMENT_BYTES", 10**9)  # only the bulk rule rolls over here
+    monkeypatch.setattr(chroma_server_mod, "BULK_BYTES", 2000)
+    a = device("laptop")
+    a.add("The spare key is under the blue flower pot.")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "garden.md").write_text(
+        "# Garden\n\n" + "\n\n".join(f"Bed {i}: tomatoes, basil and marigolds." * 8 for i in range(12))
+    )
+    a.ingest([notes])  # one transaction of more than BULK_BYTES
+    a.add("The boiler service is due in March.")
+    a.add("The car's winter tyres are in the garage.")
+    names = segments(raw)
+    held = [len(documents(raw, n)) for n in names]
+    assert len(names) == 3, held  # the first add | the ingest alone | the later adds together
+    bulk_docs = documents(raw, names[1])
+    assert any("tomatoes" in d for d in bulk_docs.values()) and not any("boiler" in d for d in bulk_docs.values())
+    later = documents(raw, names[2])  # the later adds' transactions, together (each add writes more than one)
+    assert any("boiler" in d for d in later.values()) and any("winter tyres" in d for d in later.values())
+    assert not any("tomatoes" in d for d in later.values()) and held[2] >= 2
+    b = device("desktop")
+    assert {m.text for m in b.list(limit=100).memories} == {m.text for m in a.list(limit=100).memories}

@@ -39,6 +39,9 @@ LOG_COLLECTION = "memcli.changelog"  # a dot: no space name ("memcli-" + space) 
 # Every append and command start lists the collections, ~0.17 ms per collection: 8 MB keeps both small
 # (benchmarks/RESULTS.md, "Server change log segments"). MEMCLI_LOG_SEGMENT_BYTES overrides it.
 SEGMENT_BYTES = int(os.environ.get("MEMCLI_LOG_SEGMENT_BYTES") or 8_000_000)
+# A transaction this large (bulk ingest/import: 256 KB records) gets a segment of its own, sealed at once:
+# the single adds after it then append to a segment of small records, which does not slow down.
+BULK_BYTES = 1_000_000
 RECORD_OVERHEAD = 200  # bytes counted per record besides its body (id, metadata)
 LIST_PAGE = 1000  # collections per list_collections request
 EMBEDDINGS_PREFIX = "memcli.embeddings."  # + dimension: every memory's embedding, kept until it is purged
@@ -322,8 +325,12 @@ class ChangeLog:
 
         segs = self.segments()
         newest = segs[-1] if segs else None
+        size = sum(len(r.body.encode()) + RECORD_OVERHEAD for r in records)
+        # Large records are what slow a collection's writes, small ones do not (see SEGMENT_BYTES): a
+        # bulk transaction gets a segment of its own, so single adds never append next to one.
+        bulk = size >= BULK_BYTES
         with guard(self.cfg):
-            if newest is None or newest.held is None or newest.held >= SEGMENT_BYTES:
+            if newest is None or newest.held is None or newest.held >= SEGMENT_BYTES or (bulk and newest.held > 0):
                 # Never before the newest start, whatever this clock says: names must sort by age. Two
                 # writers rolling over at once may make two segments; both are read, the older is sealed.
                 start = max(time.time_ns() // 1_000_000, newest.start_ms + 1 if newest else 0)
@@ -343,8 +350,8 @@ class ChangeLog:
             # modify() replaces the whole metadata. Two writers appending at once may each write their own
             # sum, losing the other's bytes: the count is approximate, which is fine, as it only decides
             # when to start the next segment.
-            size = sum(len(r.body.encode()) + RECORD_OVERHEAD for r in records)
-            col.modify(metadata={"bytes": (newest.held or 0) + size})
+            held = (newest.held or 0) + size
+            col.modify(metadata={"bytes": max(held, SEGMENT_BYTES) if bulk else held})  # a bulk segment is sealed
 
     def counts(self, names: Sequence[str]) -> dict[str, int]:
         """Records held by each named segment (one request each)."""
