@@ -381,7 +381,7 @@ class Catalog:
         FTS5 ranks first and only its best rows are joined and filtered (joining every match before
         ranking cost 4x at 100k); when the filter leaves fewer than ``n``, the whole match is ranked.
         ``budget`` > 0 bounds the rows FTS5 ranks (see ``_bounded_match``): ranking costs ~1.6 ms per
-        1,000 matched rows, so a common word at 1M memories would cost hundreds of ms."""
+        1,000 matched rows at 100k memories and ~4.5 ms at 1M, where a common word matches 100k+."""
         words = query_words(query)
         if not words:
             return []
