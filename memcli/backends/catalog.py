@@ -218,18 +218,14 @@ def query_words(text: str) -> list[str]:
     return list(dict.fromkeys(content))
 
 
-def _or(words: Sequence[str]) -> str | None:
-    return " OR ".join(f'"{w}"' for w in words) if words else None
-
-
-def _and(words: Sequence[str]) -> str | None:
-    return " AND ".join(f'"{w}"' for w in words) if words else None
+def _match(words: Sequence[str], op: str = "OR") -> str | None:
+    """An FTS5 expression joining ``words``, each a quoted phrase, with ``op``."""
+    return f" {op} ".join(f'"{w}"' for w in words) if words else None
 
 
 def fts_query(text: str, op: str = "OR") -> str | None:
     """An FTS5 query joining the words in ``text`` with ``op`` (stopwords dropped unless nothing else is left)."""
-    words = query_words(text)
-    return f" {op} ".join(f'"{w}"' for w in words) if words else None
+    return _match(query_words(text), op)
 
 
 def row_to_memory(r: Sequence[Any]) -> Memory:
@@ -385,7 +381,7 @@ class Catalog:
         words = query_words(query)
         if not words:
             return []
-        match, floor = (_or(words), None) if budget <= 0 else self._bounded_match(words, budget)
+        match, floor = (_match(words), None) if budget <= 0 else self._bounded_match(words, budget)
         if match is None:
             return []
         where, args = f.sql()
@@ -420,7 +416,7 @@ class Catalog:
         When even that is too much (every word is common), only the newest ``budget`` matches are
         ranked: the dense side still searches everything. While every word of the query matches fewer
         than ``budget`` memories nothing changes."""
-        df = {w: self._count(_or([w]) or "", budget + 1) for w in words}
+        df = {w: self._count(_match([w]) or "", budget + 1) for w in words}
         kept: list[str] = []
         total = 0
         for w in sorted(words, key=lambda x: df[x]):
@@ -430,26 +426,26 @@ class Catalog:
             total += df[w]
         common = [w for w in words if w not in kept]
         if not common:
-            return _or(words), None
-        clauses = [c for c in (_or(kept), _and(common) if len(common) > 1 else None) if c]
+            return _match(words), None
+        clauses = [c for c in (_match(kept), _match(common, "AND") if len(common) > 1 else None) if c]
         if len(clauses) == 2:
             match = " OR ".join(f"({c})" for c in clauses)
             if self._count(match, budget + 1) <= budget:
                 return match, None
         if kept:
-            return _or(kept), None
+            return _match(kept), None
         if clauses and self._count(clauses[0], budget + 1) <= budget:
             return clauses[0], None
         # Only common words: rank the newest ``budget`` matches (rowids grow with insertion).
-        both = _and(words) if len(words) > 1 else None
-        widest = both if both and self._count(both, 1) else _or(words)
+        both = _match(words, "AND") if len(words) > 1 else None
+        widest = both if both and self._count(both, 1) else _match(words)
         q = "SELECT rowid FROM memory_fts WHERE memory_fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?"
         row = self.db.execute(q, (widest, budget - 1)).fetchone()
         return widest, None if row is None else int(row[0])
 
     def matches_all_terms(self, f: Filter, query: str) -> bool:
         """Does some memory passing ``f`` contain every content word of ``query``? (Strong keyword evidence.)"""
-        match = _and(query_words(query))
+        match = _match(query_words(query), "AND")
         if match is None:
             return False
         where, args = f.sql()

@@ -281,6 +281,12 @@ def segment_start(name: str) -> int | None:
     return int(suffix) if suffix != name and len(suffix) == 13 and suffix.isdigit() else None
 
 
+def _held(col: Collection) -> int | None:
+    """The bytes a segment's writers recorded in its metadata (None: the legacy collection has none)."""
+    held = (col.metadata or {}).get("bytes")
+    return int(held) if isinstance(held, int) else None
+
+
 def segment_name(start_ms: int) -> str:
     return f"{LOG_COLLECTION}.{start_ms:013d}"
 
@@ -305,8 +311,7 @@ class ChangeLog:
                 for col in page:
                     start = segment_start(col.name)
                     if start is not None:
-                        held = (col.metadata or {}).get("bytes")
-                        found.append((Segment(col.name, start, int(held) if isinstance(held, int) else None), col))
+                        found.append((Segment(col.name, start, _held(col)), col))
                 if len(page) < LIST_PAGE:
                     break
                 offset += LIST_PAGE
@@ -336,8 +341,7 @@ class ChangeLog:
                 start = max(time.time_ns() // 1_000_000, newest.start_ms + 1 if newest else 0)
                 col = self._client.get_or_create_collection(segment_name(start), embedding_function=None, metadata={"bytes": 0})
                 self._cols[col.name] = col
-                held = (col.metadata or {}).get("bytes")
-                newest = Segment(col.name, start, int(held) if isinstance(held, int) else 0)
+                newest = Segment(col.name, start, _held(col) or 0)
             col = self._col(newest.name)
             for i in range(0, len(records), 100):
                 part = records[i : i + 100]
