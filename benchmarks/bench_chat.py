@@ -117,9 +117,10 @@ def generation_rates(path: Path, messages: Any, threads: int, reply_tokens: int,
     two alternated run by run so machine noise falls on both alike. Returns (raw, memcli)."""
     from llama_cpp import Llama
 
-    from memcli.backends.llama_chat import LlamaChat
+    from memcli.backends.llama_chat import LlamaChat, plain_weight_buffers
 
-    llm = Llama(model_path=str(path), n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False, seed=0)
+    with plain_weight_buffers():  # as memcli loads it: llama.cpp's AMX/repack buffers crash on some CPUs
+        llm = Llama(model_path=str(path), n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False, seed=0)
     ours = LlamaChat(path, n_ctx=4096, n_threads=threads, n_gpu_layers=0, seed=0)
     msgs = [{"role": m.role, "content": m.content} for m in messages]
 

@@ -7,8 +7,8 @@ Each conversation is written as a memcli conversation JSONL (sessions with their
 question goes through ``Memcli.recall`` (the default configuration, time-aware, reference time = the
 conversation's last session). The metric is the paper's recall accuracy: per question, the fraction
 of gold evidence turns among the top-k retrieved turns, averaged per category and overall.
-Baselines computed in the same run on the same store: BM25 only (dense weight 0) and dense only
-(keyword weight 0), both through the same recall code.
+Baselines computed in the same run on the same store, through the same recall code: reciprocal-rank
+fusion (the earlier default), BM25 only (RRF, dense weight 0) and dense only (RRF, keyword weight 0).
 """
 
 from __future__ import annotations
@@ -90,8 +90,9 @@ def main() -> int:
         data = data[: args.convs]
     configs: dict[str, dict[tuple[str, str], object]] = {
         "memcli (default)": {},
-        "BM25 only": {("recall", "dense_weight"): 0.0},
-        "dense only": {("recall", "keyword_weight"): 0.0},
+        "RRF (earlier default)": {("recall", "fusion"): "rrf"},
+        "BM25 only": {("recall", "fusion"): "rrf", ("recall", "dense_weight"): 0.0},
+        "dense only": {("recall", "fusion"): "rrf", ("recall", "keyword_weight"): 0.0},
     }
     # per config → category → k → list of per-question scores
     results: dict[str, dict[int, dict[int, list[float]]]] = {c: defaultdict(lambda: defaultdict(list)) for c in configs}

@@ -10,6 +10,7 @@ and the page cache.
 
     .venv/bin/python benchmarks/profile_recall.py --sizes 10000,1000000
     .venv/bin/python benchmarks/profile_recall.py --sizes 1000000 --compare recall.keyword_max_docs=0
+    .venv/bin/python benchmarks/profile_recall.py --sizes 10000 --compare recall.fusion=rrf,recall.candidates=50
 """
 
 from __future__ import annotations
@@ -56,9 +57,8 @@ def parse_setting(s: str) -> tuple[tuple[str, str], object]:
 def run_size(size: int, args: argparse.Namespace, model: Path) -> list[str]:
     info = c.build_store(size, real=min(args.real, size), model=model, cache=args.cache)
     variants: list[tuple[str, dict[tuple[str, str], object]]] = [("default", {})]
-    if args.compare:
-        k, v = parse_setting(args.compare)
-        variants.append((args.compare, {k: v}))
+    if args.compare:  # one or more SECTION.KEY=VALUE, comma-separated, changed together
+        variants.append((args.compare, dict(parse_setting(x) for x in args.compare.split(","))))
     qs = c.queries(args.queries)
     stores = [(name, c.open_store(info.home, model, settings=s)) for name, s in variants]
     for _, m in stores:  # warm up: model, HNSW index and SQLite pages
@@ -110,7 +110,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,1000000")
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--real", type=int, default=500, help="memories with real MiniLM embeddings (as bench_scale)")
-    ap.add_argument("--compare", help="SECTION.KEY=VALUE: also run with this setting, alternating per query")
+    ap.add_argument("--compare", help="SECTION.KEY=VALUE[,...]: also run with these settings, alternating per query")
     ap.add_argument("--cache", type=Path, default=c.DEFAULT_CACHE)
     args = ap.parse_args()
     model = c.model_file()

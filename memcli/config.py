@@ -46,6 +46,7 @@ class EmbeddingSettings:
 class RecallSettings:
     k: int
     candidates: int
+    fusion: str
     rrf_k: int
     dense_weight: float
     keyword_weight: float
@@ -160,6 +161,7 @@ PATTERNS: dict[tuple[str, str], tuple[str, str]] = {
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("output", "color"): ("auto", "always", "never"),
     ("chat", "backend"): ("llama", "openai"),
+    ("recall", "fusion"): ("learned", "rrf"),
     ("store", "token_header"): ("x-chroma-token", "authorization"),
 }
 

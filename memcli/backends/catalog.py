@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from memcli.errors import store_error
 from memcli.records import Kind, Memory, from_epoch
@@ -211,6 +211,13 @@ class Filter:
         return " AND ".join(parts), args
 
 
+class KeywordHit(NamedTuple):
+    id: str
+    score: float  # BM25 over text and keys, as ranked (higher is better)
+    text: float  # BM25 of the text column alone
+    keys: float  # BM25 of the keys column alone
+
+
 def query_words(text: str) -> list[str]:
     """The distinct words of ``text`` a keyword search uses: stopwords dropped unless nothing else is left."""
     words = [w for w in re.findall(r"\w+", text.lower()) if len(w) > 1 or w.isdigit()]
@@ -372,7 +379,12 @@ class Catalog:
         return [row_to_memory(r) for r in rows], int(total)
 
     def keyword(self, f: Filter, query: str, n: int, budget: int = 0) -> list[tuple[str, float]]:
-        """Top ``n`` ids by BM25 (higher is better), text weighted over extra keys.
+        """Top ``n`` (id, BM25) pairs, higher is better: ``keyword_hits`` without the per-column scores."""
+        return [(h.id, h.score) for h in self.keyword_hits(f, query, n, budget)]
+
+    def keyword_hits(self, f: Filter, query: str, n: int, budget: int = 0) -> list[KeywordHit]:
+        """Top ``n`` memories by BM25 (higher is better), text weighted over extra keys, each with its
+        BM25 on the text alone and on the keys alone (computed for the returned rows only).
 
         FTS5 ranks first and only its best rows are joined and filtered (joining every match before
         ranking cost 4x at 100k); when the filter leaves fewer than ``n``, the whole match is ranked.
@@ -389,16 +401,24 @@ class Catalog:
         inner_args: list[Any] = [match] + ([] if floor is None else [floor])
         for limit in (n * 8, -1):
             q = (
-                "SELECT m.id, t.s FROM (SELECT rowid, rank AS s FROM memory_fts "
-                f"WHERE {inner} ORDER BY rank LIMIT ?) AS t JOIN memories m ON m.rowid = t.rowid "
-                f"WHERE {where} ORDER BY t.s LIMIT ?"
+                "SELECT m.id, t.s, t.st, t.sk FROM (SELECT rowid, rank AS s, bm25(memory_fts, 1.0, 0.0) AS st, "
+                f"bm25(memory_fts, 0.0, 1.0) AS sk FROM memory_fts WHERE {inner} ORDER BY rank LIMIT ?) AS t "
+                f"JOIN memories m ON m.rowid = t.rowid WHERE {where} ORDER BY t.s LIMIT ?"
             )
             rows = self.db.execute(q, [*inner_args, limit, *args, n]).fetchall()
-            if len(rows) >= n or limit == -1:
-                return [(r[0], -float(r[1])) for r in rows]
-            if self._count(match, limit + 1, floor) <= limit:
-                return [(r[0], -float(r[1])) for r in rows]
+            if len(rows) >= n or limit == -1 or self._count(match, limit + 1, floor) <= limit:
+                return [KeywordHit(r[0], -float(r[1]), -float(r[2]), -float(r[3])) for r in rows]
         return []
+
+    def embeddings(self, ids: Iterable[str]) -> dict[str, bytes]:
+        """The stored embedding (float32 bytes) of each of ``ids`` that exists."""
+        ids = list(ids)
+        out: dict[str, bytes] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            q = f"SELECT id, embedding FROM memories WHERE id IN ({','.join('?' * len(part))})"
+            out.update((r[0], r[1]) for r in self.db.execute(q, part))
+        return out
 
     def _count(self, match: str, cap: int, floor: int | None = None) -> int:
         """Rows matching ``match`` (rowid >= ``floor``), counted up to ``cap``: O(cap), never O(matches)."""

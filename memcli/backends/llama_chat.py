@@ -113,16 +113,17 @@ class LlamaChat:
         except ImportError as e:  # pragma: no cover - broken install
             raise model_error(f"llama-cpp-python is not installed: {e}", hint="Run ./scripts/setup again.")
         try:
-            return Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_gpu_layers=n_gpu_layers,
-                chat_format=chat_format,
-                seed=seed,
-                verbose=False,
-            )
+            with plain_weight_buffers():
+                return Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    n_gpu_layers=n_gpu_layers,
+                    chat_format=chat_format,
+                    seed=seed,
+                    verbose=False,
+                )
         except Exception as e:  # llama.cpp reports a bad file as ValueError/RuntimeError
             raise model_error(
                 f"llama.cpp could not load {path}: {e}",
@@ -262,3 +263,31 @@ class LlamaChat:
 
 
 __all__ = ["LlamaChat", "json_grammar"]
+
+
+_PARAMS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def plain_weight_buffers() -> Iterator[None]:
+    """Load weights into plain CPU buffers, without llama.cpp's "extra buffer types" (AMX tiles and
+    repacked layouts). With them, llama-cpp-python 0.3.36 built natively on an Intel Xeon with AMX
+    (Sapphire Rapids) segfaulted on the first token of every Q8_0 model tried, the Qwen2.5-0.5B shape
+    included; without them the same models run. Llama() has no argument for it, so its default model
+    parameters are wrapped while it loads."""
+    import llama_cpp.llama_cpp as lib
+
+    original = lib.llama_model_default_params
+
+    def params() -> Any:
+        p = original()
+        if hasattr(p, "use_extra_bufts"):
+            p.use_extra_bufts = False
+        return p
+
+    with _PARAMS_LOCK:
+        lib.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            lib.llama_model_default_params = original

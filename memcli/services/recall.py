@@ -1,17 +1,22 @@
 """Hybrid recall: dense similarity (vector index) fused with BM25 keyword evidence (SQLite FTS5).
 
-Fusion is reciprocal-rank fusion, weighted per signal, plus a small bounded recency bonus:
+The candidates are the dense top-N and the keyword top-N (``[recall] candidates``). Fusion is, by
+default, the learned linear score of services/fusion.py over each candidate's evidence (ranks,
+similarity, BM25 per field, query-word coverage, what its neighbours and its source matched);
+``fusion = "rrf"`` gives reciprocal-rank fusion, weighted per signal. Either way a small bounded
+recency bonus and the retention term are added:
 
-    score = w_dense / (rrf_k + dense_rank) + w_keyword / (rrf_k + keyword_rank) + w_recency * 0.5^(age / half-life)
-            + w_retention * R
+    score = fused + w_recency * 0.5^(age / half-life) + w_retention * R
+    fused (rrf) = w_dense / (rrf_k + dense_rank) + w_keyword / (rrf_k + keyword_rank)
 
-RRF needs no score calibration between a cosine and a BM25 scale, which differ per query; the recency
-term is at most ``recency_weight`` (default 0.002, a quarter of the gap between fused ranks 1 and 2 at
-rrf_k 10), so an old exact match still wins. R is the memory's retention (services/retention.py: it
-fades with the days since its last recall, slower the more often it was recalled and the more
-important it is); ``[lifecycle] retention_weight`` (0.001) keeps that term smaller still. rrf_k and
-the weights were chosen on LoCoMo (benchmarks/RESULTS.md: RRF with rrf_k 60 and equal weights was 13
-points worse at k=5).
+The learned score is scaled so that its typical gap between ranks 1 and 2 matches RRF's, so both
+terms keep their size: the recency term is at most ``recency_weight`` (default 0.002, a fraction of
+the gap between fused ranks 1 and 2), so an old exact match still wins. R is the memory's retention
+(services/retention.py: it fades with the days since its last recall, slower the more often it was
+recalled and the more important it is); ``[lifecycle] retention_weight`` (0.001) keeps that term
+smaller still. The fusion, rrf_k and the weights were chosen on LoCoMo (benchmarks/RESULTS.md: RRF
+with rrf_k 60 and equal weights was 13 points worse at k=5 than the tuned RRF, which the learned
+fusion beats at every k).
 
 Time-aware: a time expression in the query ("last week", "in March 2023") becomes a window on the
 memories' event time (falling back to the whole store when the window holds nothing), and words like
@@ -27,13 +32,15 @@ the top k; they obey the same space, kind, tag, time-window and truth (current /
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
-from memcli.backends.catalog import Filter
+from memcli.backends.catalog import Filter, query_words
 from memcli.context import Context
 from memcli.errors import usage_error
 from memcli.records import Hit, Kind, Linked, Memory, RecallResult
+from memcli.services import fusion
 from memcli.services.retention import RetentionParams, assess
 
 FILTER_IDS_CAP = 20_000
@@ -73,33 +80,16 @@ def recall(
         raise usage_error(f"--links must be 0 or more, got {links}")
     space = ctx.space(space)
     ref = now or datetime.now().astimezone()
-    keyword_query = query
-    recency_weight = rs.recency_weight
-    window = ""
-    from_hint = False  # only a window read from the query may be dropped when it holds nothing
-    if time_aware:
-        from memcli.text.timequery import parse_time_hint
-
-        hint = parse_time_hint(query, ref)
-        if hint is not None:
-            window = hint.description
-            keyword_query = hint.query or query
-            if since is None and until is None and not hint.soft and (hint.since or hint.until):
-                since, until = hint.since, hint.until
-                from_hint = True
-            if hint.prefer_recent:
-                recency_weight *= PREFERENCE_BOOST
-            elif hint.prefer_old:
-                recency_weight *= -PREFERENCE_BOOST
-    base = Filter(space=space, kinds=tuple(x.value for x in kinds), tags=tuple(tags))
-    f = replace(base, since=since.timestamp() if since else None, until=until.timestamp() if until else None)
+    plan = _plan(ctx, query, space, kinds, tags, since, until, ref, time_aware)
+    f, window, keyword_query = plan.filter, plan.window, plan.keyword_query
+    since, until = plan.since, plan.until
     store = ctx.store
     qv = ctx.embedder.embed_query(query)
-    scored, memories, dense_rank, kw_rank = _candidates(ctx, f, qv, keyword_query, k, recency_weight, ref.timestamp(), as_of)
-    if not scored and from_hint:
+    scored, memories, dense_rank, kw_rank = _candidates(ctx, f, qv, keyword_query, k, plan.recency_weight, ref.timestamp(), as_of)
+    if not scored and plan.from_hint:
         window += " — nothing there, searched everything"
         scored, memories, dense_rank, kw_rank = _candidates(
-            ctx, base, qv, keyword_query, k, recency_weight, ref.timestamp(), as_of
+            ctx, plan.base, qv, keyword_query, k, plan.recency_weight, ref.timestamp(), as_of
         )
     hits = []
     for rank, (score, mid, recency) in enumerate(scored[:k], 1):
@@ -149,6 +139,124 @@ def recall(
     )
 
 
+@dataclass(frozen=True)
+class _Plan:
+    filter: Filter
+    base: Filter  # the filter without the time window
+    keyword_query: str  # the query less its time expression
+    since: datetime | None
+    until: datetime | None
+    from_hint: bool  # the window was read from the query (so it may be dropped when it holds nothing)
+    window: str
+    recency_weight: float
+
+
+def _plan(
+    ctx: Context,
+    query: str,
+    space: str,
+    kinds: Sequence[Kind],
+    tags: Sequence[str],
+    since: datetime | None,
+    until: datetime | None,
+    ref: datetime,
+    time_aware: bool,
+) -> _Plan:
+    """The filters, keyword query and recency preference a query asks for."""
+    keyword_query = query
+    recency_weight = ctx.settings.recall.recency_weight
+    window = ""
+    from_hint = False
+    if time_aware:
+        from memcli.text.timequery import parse_time_hint
+
+        hint = parse_time_hint(query, ref)
+        if hint is not None:
+            window = hint.description
+            keyword_query = hint.query or query
+            if since is None and until is None and not hint.soft and (hint.since or hint.until):
+                since, until = hint.since, hint.until
+                from_hint = True
+            if hint.prefer_recent:
+                recency_weight *= PREFERENCE_BOOST
+            elif hint.prefer_old:
+                recency_weight *= -PREFERENCE_BOOST
+    base = Filter(space=space, kinds=tuple(x.value for x in kinds), tags=tuple(tags))
+    f = replace(base, since=since.timestamp() if since else None, until=until.timestamp() if until else None)
+    return _Plan(f, base, keyword_query, since, until, from_hint, window, recency_weight)
+
+
+def fusion_features(
+    ctx: Context, query: str, *, space: str | None = None, now: datetime | None = None
+) -> tuple[list[Memory], Any]:
+    """The candidate pool of ``query`` as recall sees it and its fusion feature matrix (one row per
+    memory; columns ``fusion.FEATURES``): what benchmarks/locomo_fit.py fits the weights on."""
+    ref = now or datetime.now().astimezone()
+    plan = _plan(ctx, query, ctx.space(space), (), (), None, None, ref, True)
+    qv = ctx.embedder.embed_query(query)
+    for f in (plan.filter, plan.base) if plan.from_hint else (plan.filter,):
+        cands = [c for c in _pool(ctx, f, qv, plan.keyword_query, ctx.settings.recall.candidates) if c.memory.current]
+        if cands:
+            break
+    return [c.memory for c in cands], fusion.features(cands, query_words(plan.keyword_query))
+
+
+def _pool(ctx: Context, f: Filter, qv: list[float], keyword_query: str, n: int) -> list[fusion.Candidate]:
+    """The dense and keyword top ``n`` under ``f``: active memories only, with their evidence."""
+    import numpy as np
+
+    rs = ctx.settings.recall
+    store = ctx.store
+    ids = None
+    filtered = bool(f.kinds or f.tags or f.since is not None or f.until is not None)
+    if filtered:
+        # Chroma's metadata filter took 60-200 ms at 100k and 4.7 s at 1M; the ids from the catalog's
+        # index plus an id-restricted query took ~18 ms at 100k. Past FILTER_IDS_CAP ids, an unfiltered
+        # over-fetch is cheaper when the filter is wide (27 ms at 1M); when too few of those pass, a
+        # long id list (87-113 ms for 27k-110k ids at 1M) still beats Chroma's filter.
+        ids = store.catalog.filtered_ids(f, FILTER_IDS_CAP)
+    wide = filtered and ids is None
+    dense = store.index.query(f.space, qv, n, kinds=f.kinds, since=f.since, until=f.until, ids=ids, overfetch_only=wide)
+    if wide and len(dense) < n:
+        ids = store.catalog.filtered_ids(f, WIDE_IDS_CAP)
+        dense = store.index.query(f.space, qv, n, kinds=f.kinds, since=f.since, until=f.until, ids=ids)
+    keyword = store.catalog.keyword_hits(f, keyword_query, n, rs.keyword_max_docs)
+    dense_rank = {h.id: (r, h.similarity) for r, h in enumerate(dense, 1)}
+    kw = {h.id: (r, h) for r, h in enumerate(keyword, 1)}
+    memories = store.catalog.by_ids(set(dense_rank) | set(kw))
+    memories = {
+        mid: m
+        for mid, m in memories.items()
+        # the index may briefly hold what the catalog already retired
+        if m.state == "active" and not (f.tags and not set(f.tags) <= set(m.tags))
+    }
+    sims = {mid: d[1] for mid, d in dense_rank.items()}
+    missing = [mid for mid in memories if mid not in sims]
+    if missing and rs.fusion == "learned":  # keyword-only candidates: their similarity from the stored vector
+        q = np.asarray(qv, dtype=np.float32)
+        q /= float(np.linalg.norm(q)) or 1.0
+        for mid, blob in store.catalog.embeddings(missing).items():
+            v = np.frombuffer(blob, dtype=np.float32)
+            sims[mid] = float(v @ q) / (float(np.linalg.norm(v)) or 1.0)
+    out = []
+    for mid, m in memories.items():
+        d = dense_rank.get(mid)
+        k = kw.get(mid)
+        h = k[1] if k else None
+        out.append(
+            fusion.Candidate(
+                memory=m,
+                similarity=sims.get(mid),
+                dense_rank=d[0] if d else None,
+                keyword_rank=k[0] if k else None,
+                bm25=h.score if h else 0.0,
+                bm25_text=h.text if h else 0.0,
+                bm25_keys=h.keys if h else 0.0,
+            )
+        )
+    return out
+
+
 def _candidates(
     ctx: Context,
     f: Filter,
@@ -163,48 +271,36 @@ def _candidates(
     rs = ctx.settings.recall
     retention_weight = ctx.settings.lifecycle.retention_weight
     params = RetentionParams.from_settings(ctx.settings.lifecycle) if retention_weight else None
-    store = ctx.store
-    n = max(rs.candidates, k)
-    ids = None
-    filtered = bool(f.kinds or f.tags or f.since is not None or f.until is not None)
-    if filtered:
-        # Chroma's metadata filter took 60-200 ms at 100k and 4.7 s at 1M; the ids from the catalog's
-        # index plus an id-restricted query took ~18 ms at 100k. Past FILTER_IDS_CAP ids, an unfiltered
-        # over-fetch is cheaper when the filter is wide (27 ms at 1M); when too few of those pass, a
-        # long id list (87-113 ms for 27k-110k ids at 1M) still beats Chroma's filter.
-        ids = store.catalog.filtered_ids(f, FILTER_IDS_CAP)
-    wide = filtered and ids is None
-    dense = store.index.query(f.space, qv, n, kinds=f.kinds, since=f.since, until=f.until, ids=ids, overfetch_only=wide)
-    if wide and len(dense) < n:
-        ids = store.catalog.filtered_ids(f, WIDE_IDS_CAP)
-        dense = store.index.query(f.space, qv, n, kinds=f.kinds, since=f.since, until=f.until, ids=ids)
-    keyword = store.catalog.keyword(f, keyword_query, n, rs.keyword_max_docs)
-    dense_rank = {h.id: (r, h.similarity) for r, h in enumerate(dense, 1)}
-    kw_rank = {mid: (r, s) for r, (mid, s) in enumerate(keyword, 1)}
-    memories = store.catalog.by_ids(set(dense_rank) | set(kw_rank))
+    pool = _pool(ctx, f, qv, keyword_query, max(rs.candidates, k))
+    if as_of is None:  # superseded facts are rare: filtering them here keeps the indexes simple
+        pool = [c for c in pool if c.memory.current]
+    else:
+        pool = [c for c in pool if c.memory.true_at(as_of) and c.memory.recorded_at <= as_of]
+    if rs.fusion == "learned":
+        fused = [float(x) for x in fusion.scores(pool, query_words(keyword_query))]
+    else:
+        fused = [
+            (rs.dense_weight / (rs.rrf_k + c.dense_rank) if c.dense_rank else 0.0)
+            + (rs.keyword_weight / (rs.rrf_k + c.keyword_rank) if c.keyword_rank else 0.0)
+            for c in pool
+        ]
     scored: list[tuple[float, str, float]] = []
-    for mid, m in memories.items():
-        if m.state != "active" or (f.tags and not set(f.tags) <= set(m.tags)):
-            continue  # the index may briefly hold what the catalog already retired
-        if not (m.current if as_of is None else m.true_at(as_of) and m.recorded_at <= as_of):
-            continue  # superseded facts are rare: filtering them here keeps the indexes simple
-        score = 0.0
-        if mid in dense_rank:
-            score += rs.dense_weight / (rs.rrf_k + dense_rank[mid][0])
-        if mid in kw_rank:
-            score += rs.keyword_weight / (rs.rrf_k + kw_rank[mid][0])
+    for c, score in zip(pool, fused, strict=True):
+        m = c.memory
         when = (m.event_at or m.recorded_at).timestamp()
         age_days = max(0.0, ref - when) / 86400.0
         recency = 0.5 ** (age_days / rs.recency_half_life_days) if rs.recency_half_life_days > 0 else 0.0
         score += recency_weight * recency
         if params is not None:
             score += retention_weight * assess(m, ref, params).score
-        scored.append((score, mid, recency))
+        scored.append((score, m.id, recency))
+    dense_rank = {c.memory.id: (c.dense_rank, c.similarity or 0.0) for c in pool if c.dense_rank}
+    kw_rank = {c.memory.id: (c.keyword_rank, c.bm25) for c in pool if c.keyword_rank}
     # Ties (common: a turn and its neighbour share key text) go to the better keyword match, whose
     # own text weighs more than its keys, then to the better dense match.
     inf = 1 << 30
     scored.sort(key=lambda x: (-x[0], kw_rank.get(x[1], (inf, 0.0))[0], dense_rank.get(x[1], (inf, 0.0))[0], x[1]))
-    return scored, memories, dense_rank, {m: v for m, v in kw_rank.items() if m in memories}
+    return scored, {c.memory.id: c.memory for c in pool}, dense_rank, kw_rank
 
 
 _LINK_WORDS = {  # (outgoing, incoming): how the linked memory relates to the hit
