@@ -96,7 +96,7 @@ def bench_size(size: int, args: argparse.Namespace, model: Path, qs: list[str]) 
     probe.wrap(emb, "embed_query", "embed")
     probe.wrap(mem_col, "count", "chroma count")
     probe.wrap(mem_col, "query", "chroma query")
-    probe.wrap(store.catalog, "keyword", "keyword (FTS5)")
+    probe.wrap(store.catalog, "keyword_hits", "keyword (FTS5)")
     probe.wrap(store.catalog, "by_ids", "catalog by_ids")
     probe.wrap(store, "touch", "touch")
 

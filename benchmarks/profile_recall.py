@@ -3,7 +3,8 @@ cProfile of the slowest one, on cached synthetic stores (``_common.build_store``
 ~30 min to build the first time, then it is reused from the cache).
 
 Each piece is timed by wrapping the live method memcli calls (embed, the vector index query, the FTS5
-keyword query, the all-terms abstention check, the catalog fetch); "rest" is fusion and records.
+keyword query, the all-terms abstention check, the catalog fetch of records and vectors); "rest" is
+fusion (the learned fusion's features) and building the records.
 With ``--compare SECTION.KEY=VALUE`` the same queries also run with that setting changed, in the same
 process, alternating per query (and which goes first), so the two columns share the machine's load
 and the page cache.
@@ -35,9 +36,10 @@ def wrap_pieces(m: Any) -> c.Probe:
     probe = c.Probe()
     probe.wrap(m.ctx.embedder, "embed_query", "embed")
     probe.wrap(store.index, "query", "vector index")
-    probe.wrap(store.catalog, "keyword", "keyword (FTS5)")
+    probe.wrap(store.catalog, "keyword_hits", "keyword (FTS5)")
     probe.wrap(store.catalog, "matches_all_terms", "all-terms check")
     probe.wrap(store.catalog, "by_ids", "catalog fetch")
+    probe.wrap(store.catalog, "embeddings", "catalog fetch")  # keyword-only candidates' vectors (learned fusion)
     return probe
 
 

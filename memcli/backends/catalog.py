@@ -345,14 +345,14 @@ class Catalog:
 
     # -- reads -----------------------------------------------------------------------------------
     def by_ids(self, ids: Iterable[str]) -> dict[str, Memory]:
+        return {r[0]: row_to_memory(r) for r in self._rows_by_id(COLUMNS, ids)}
+
+    def _rows_by_id(self, columns: str, ids: Iterable[str]) -> Iterator[Any]:
+        """``SELECT columns`` of the memories with these ids, 500 ids a query (SQLite's variable limit)."""
         ids = list(ids)
-        out: dict[str, Memory] = {}
         for i in range(0, len(ids), 500):
             part = ids[i : i + 500]
-            q = f"SELECT {COLUMNS} FROM memories WHERE id IN ({','.join('?' * len(part))})"
-            for r in self.db.execute(q, part):
-                out[r[0]] = row_to_memory(r)
-        return out
+            yield from self.db.execute(f"SELECT {columns} FROM memories WHERE id IN ({','.join('?' * len(part))})", part)
 
     def resolve_id(self, prefix: str) -> list[Memory]:
         """Memories whose id starts with ``prefix`` (ids are shown shortened)."""
@@ -412,13 +412,7 @@ class Catalog:
 
     def embeddings(self, ids: Iterable[str]) -> dict[str, bytes]:
         """The stored embedding (float32 bytes) of each of ``ids`` that exists."""
-        ids = list(ids)
-        out: dict[str, bytes] = {}
-        for i in range(0, len(ids), 500):
-            part = ids[i : i + 500]
-            q = f"SELECT id, embedding FROM memories WHERE id IN ({','.join('?' * len(part))})"
-            out.update((r[0], r[1]) for r in self.db.execute(q, part))
-        return out
+        return {r[0]: r[1] for r in self._rows_by_id("id, embedding", ids)}
 
     def _count(self, match: str, cap: int, floor: int | None = None) -> int:
         """Rows matching ``match`` (rowid >= ``floor``), counted up to ``cap``: O(cap), never O(matches)."""
