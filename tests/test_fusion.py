@@ -19,9 +19,10 @@ from memcli.services.recall import fusion_features
 NOW = datetime(2024, 6, 1, 12, 0).astimezone()
 
 
-def memory(i: int, text: str, source: str = "chat#s1", kind: Kind = Kind.EPISODE) -> Memory:
+def memory(i: int, text: str, source: str = "chat#s1", kind: Kind = Kind.EPISODE, position: int | None = -1) -> Memory:
     return Memory(
-        id=f"m{i}", space="default", text=text, kind=kind, source=source, position=i, recorded_at=NOW, event_at=None,
+        id=f"m{i}", space="default", text=text, kind=kind, source=source, position=i if position == -1 else position,
+        recorded_at=NOW, event_at=None,
         tags=(), pinned=False, importance=0.5, access_count=0, last_access=None, content_hash="", embed_model="", keys="",
         state="active",
     )  # fmt: skip
@@ -62,6 +63,16 @@ def test_features_read_ranks_ratios_coverage_and_neighbours() -> None:
     assert col(x, "near2_bm25") == [0.0, 0.25, 1.0, 0.0]
     assert col(x, "near1_coverage") == [0.0, round(2 / 3, 6), 0.0, 0.0]
     assert col(x, "near1_similarity") == [-0.2, 0.0, -1.0, -1.0]
+
+
+def test_memories_without_a_position_get_no_source_or_neighbour_evidence() -> None:
+    """Two `memcli add`s share the source "cli" without being one document: a strong match in one
+    lends nothing to the other."""
+    strong = cand(memory(0, "the marathon is on April 12", source="cli", kind=Kind.NOTE, position=None), 0.8, 1, 1, bm=6.0)
+    other = cand(memory(1, "bought groceries", source="cli", kind=Kind.NOTE, position=None), 0.2, 2, None)
+    x = fusion.features([strong, other], ["marathon"])
+    assert col(x, "source_best") == [0.0, 0.0]
+    assert col(x, "near1_bm25") == [0.0, 0.0] and col(x, "near1_similarity") == [-1.0, -1.0]
 
 
 def test_an_empty_pool_has_no_rows() -> None:

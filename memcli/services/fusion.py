@@ -36,7 +36,7 @@ FEATURES = (
     "bm25_text",  # BM25 of the memory's own text over the best
     "bm25_keys",  # BM25 of its extra keys over the best
     "coverage",  # fraction of the query's words found in the memory's own text
-    "source_best",  # the best bm25 feature among candidates from the same document/conversation
+    "source_best",  # the best bm25 feature among candidates from the same document/conversation (0 without a position)
     "near1_bm25",  # the best bm25 feature of candidates one position away in the same source
     "near2_bm25",  # ... two positions away
     "near1_coverage",
@@ -149,15 +149,17 @@ def features(cands: Sequence[Candidate], query_words: Sequence[str]) -> np.ndarr
     out[:, col["coverage"]] = cov
     best: dict[str, float] = {}
     at: dict[tuple[str, int], int] = {}
+    # Only memories with a position belong to a document or conversation; the rest share a source
+    # label ("cli", "consolidate:day") without being about one thing, so they get no source evidence.
     for i, c in enumerate(cands):
-        best[c.memory.source] = max(best.get(c.memory.source, 0.0), float(bm[i]))
         if c.memory.position is not None:
+            best[c.memory.source] = max(best.get(c.memory.source, 0.0), float(bm[i]))
             at[(c.memory.source, c.memory.position)] = i
     for i, c in enumerate(cands):
-        out[i, col["source_best"]] = best[c.memory.source]
         if c.memory.position is None:
             out[i, col["near1_similarity"]] = -1.0
             continue
+        out[i, col["source_best"]] = best[c.memory.source]
         for d in (1, 2):
             near = [
                 at[k] for k in ((c.memory.source, c.memory.position - d), (c.memory.source, c.memory.position + d)) if k in at
