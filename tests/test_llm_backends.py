@@ -98,6 +98,23 @@ def test_qwen2_q8_0_variant_loads_and_generates(tmp_path: Path) -> None:
         model.close()
 
 
+def test_chat_models_load_without_extra_weight_buffers_and_the_library_is_left_as_it_was() -> None:
+    """AMX/repacked weight buffers crashed Q8_0 generation on AMX Xeons: memcli loads without them,
+    and only while it loads (the embedder and anything else see llama.cpp's own defaults)."""
+    import llama_cpp.llama_cpp as lib
+
+    from memcli.backends.llama_chat import plain_weight_buffers
+
+    original = lib.llama_model_default_params
+    assert original().use_extra_bufts  # llama.cpp's default, which the test below must change
+    with plain_weight_buffers():
+        assert lib.llama_model_default_params().use_extra_bufts is False
+    assert lib.llama_model_default_params is original
+    with contextlib.suppress(RuntimeError), plain_weight_buffers():
+        raise RuntimeError("a failed load")
+    assert lib.llama_model_default_params is original
+
+
 def test_unknown_preset_or_field_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="preset"):
         write_gguf(tmp_path / "x.gguf", "huge")
