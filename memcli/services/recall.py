@@ -237,7 +237,8 @@ def _pool(ctx: Context, f: Filter, qv: list[float], keyword_query: str, n: int) 
         q /= float(np.linalg.norm(q)) or 1.0
         for mid, blob in store.catalog.embeddings(missing).items():
             v = np.frombuffer(blob, dtype=np.float32)
-            sims[mid] = float(v @ q) / (float(np.linalg.norm(v)) or 1.0)
+            if v.shape == q.shape:  # an interrupted reindex leaves vectors of the old model for a while
+                sims[mid] = float(v @ q) / (float(np.linalg.norm(v)) or 1.0)
     out = []
     for mid, m in memories.items():
         d = dense_rank.get(mid)
