@@ -195,10 +195,16 @@ def fusion_features(
     plan = _plan(ctx, query, ctx.space(space), (), (), None, None, ref, True)
     qv = ctx.embedder.embed_query(query)
     for f in (plan.filter, plan.base) if plan.from_hint else (plan.filter,):
-        cands = [c for c in _pool(ctx, f, qv, plan.keyword_query, ctx.settings.recall.candidates) if c.memory.current]
+        cands = [c for c in _pool(ctx, f, qv, plan.keyword_query, ctx.settings.recall.candidates) if _truthful(c.memory)]
         if cands:
             break
     return [c.memory for c in cands], fusion.features(cands, query_words(plan.keyword_query))
+
+
+def _truthful(m: Memory, as_of: datetime | None = None) -> bool:
+    """True now (by default), or true at ``as_of`` as memcli knew it then. Superseded facts are rare:
+    filtering them from the candidates keeps the indexes simple."""
+    return m.current if as_of is None else m.true_at(as_of) and m.recorded_at <= as_of
 
 
 def _pool(ctx: Context, f: Filter, qv: list[float], keyword_query: str, n: int) -> list[fusion.Candidate]:
@@ -273,10 +279,7 @@ def _candidates(
     retention_weight = ctx.settings.lifecycle.retention_weight
     params = RetentionParams.from_settings(ctx.settings.lifecycle) if retention_weight else None
     pool = _pool(ctx, f, qv, keyword_query, max(rs.candidates, k))
-    if as_of is None:  # superseded facts are rare: filtering them here keeps the indexes simple
-        pool = [c for c in pool if c.memory.current]
-    else:
-        pool = [c for c in pool if c.memory.true_at(as_of) and c.memory.recorded_at <= as_of]
+    pool = [c for c in pool if _truthful(c.memory, as_of)]
     if rs.fusion == "learned":
         fused = [float(x) for x in fusion.scores(pool, query_words(keyword_query))]
     else:
@@ -317,7 +320,6 @@ def _with_links(ctx: Context, hits: list[Hit], f: Filter, as_of: datetime | None
     import numpy as np
 
     from memcli.services.consolidate import STRUCTURAL_TAGS
-    from memcli.store import blob_to_vec
 
     cat = ctx.store.catalog
     shown = {h.memory.id for h in hits}
@@ -335,16 +337,10 @@ def _with_links(ctx: Context, hits: list[Hit], f: Filter, as_of: datetime | None
         t = (m.event_at or m.recorded_at).timestamp()
         if (f.since is not None and t < f.since) or (f.until is not None and t >= f.until):
             return False
-        return m.current if as_of is None else m.true_at(as_of) and m.recorded_at <= as_of
+        return _truthful(m, as_of)
 
     wanted = [i for i, m in others.items() if allowed(m)]
-    vecs = {
-        r[0]: np.asarray(blob_to_vec(r[1]), dtype=np.float32)
-        for r in cat.db.execute(
-            f"SELECT id, embedding FROM memories WHERE id IN ({','.join('?' * (len(wanted) + len(shown)))})",
-            [*wanted, *shown],
-        )
-    } if wanted else {}  # fmt: skip
+    vecs = {i: np.frombuffer(b, dtype=np.float32) for i, b in cat.embeddings([*wanted, *shown]).items()} if wanted else {}
 
     allowed_ids = set(wanted)
 
