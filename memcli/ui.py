@@ -147,6 +147,10 @@ def stream_reply(pieces: Iterator[str]) -> tuple[str, bool]:
     from rich.live import Live
     from rich.markdown import Markdown
 
+    # Not soft wrap, as elsewhere: under soft wrap Rich leaves long lines to the terminal, but Live
+    # redraws its region by rendering each line at the console's width and cropping it there, so a
+    # long paragraph lost everything past the right edge. Here Rich must word-wrap the Markdown.
+    con.soft_wrap = False
     with Live(Markdown(""), console=con, refresh_per_second=10, vertical_overflow="visible") as live:
         try:
             for piece in gen:
