@@ -44,6 +44,8 @@ class SchemaChat:
 
     model_id = "scripted"
     n_ctx = 8192
+    n_params = None
+    last_finish = None
 
     def __init__(self) -> None:
         self.calls: dict[str, int] = {}
@@ -51,7 +53,7 @@ class SchemaChat:
     def count_tokens(self, text: str) -> int:
         return len(text.split()) + 1
 
-    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float = 0.7) -> Iterator[str]:
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float = 0.7, **sampling: float) -> Iterator[str]:
         yield "ok"
 
     def complete_json(

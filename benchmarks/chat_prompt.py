@@ -130,6 +130,8 @@ class ReplayModel:
 
     model_id = "locomo-replay"
     n_ctx = 4096
+    n_params = None
+    last_finish = None
 
     def __init__(self, count: Callable[[str], int], summary_tokens: int) -> None:
         self._count = count
@@ -141,7 +143,7 @@ class ReplayModel:
     def count_tokens(self, text: str) -> int:
         return self._count(text)
 
-    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float = 0.7) -> Iterator[str]:
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float = 0.7, **sampling: float) -> Iterator[str]:
         yield self.next_reply
 
     def complete_json(

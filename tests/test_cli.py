@@ -165,7 +165,11 @@ def test_models_import_and_list(cli, home: Path) -> None:  # type: ignore[no-unt
     assert r.code == 0, r.err
     assert r.json()["data"]["dim"] == 384
     listed = cli("models", "list", "--json").json()["data"]
-    assert [m["name"] for m in listed["installed"]] == ["my-minilm.gguf"]
+    # The imported model, and the starter chat model from its pip package, in use for chat.
+    installed = {m["name"]: m for m in listed["installed"]}
+    assert set(installed) == {"my-minilm.gguf", "SmolLM2-135M-Instruct.Q4_1.gguf"}
+    assert installed["SmolLM2-135M-Instruct.Q4_1.gguf"]["in_use"] == "chat"
+    assert installed["my-minilm.gguf"]["from"] == "models folder"
     assert {m["name"] for m in listed["recommended"]} >= {"all-minilm-l6-v2", "qwen2.5-1.5b-instruct"}
     r = cli("models", "import", str(home / "nowhere"))
     assert r.code == ExitCode.MODEL and "Traceback" not in r.err

@@ -80,13 +80,25 @@ class ChatMessage:
 
 
 class ChatModel(Protocol):
+    """A chat model. ``stream`` sets ``last_finish`` when its reply is exhausted: "stop" when the model
+    ended its turn itself, "length" when ``max_tokens`` cut it, None when the backend cannot tell.
+    ``n_params`` (None when unknown, e.g. behind a server) picks sampling presets for small models."""
+
     model_id: str  # what the model is, for reports ("qwen2.5-0.5b-instruct-q4_k_m.gguf", "server:NAME")
     n_ctx: int  # context window in tokens: the prompt plus the reply must fit
+    n_params: int | None
+    last_finish: str | None
 
     def count_tokens(self, text: str) -> int: ...
 
     def stream(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float = 0.7
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        temperature: float = 0.7,
+        top_p: float = 1.0,
+        repeat_penalty: float = 1.0,
     ) -> Generator[str, None, None]: ...
 
     def complete_json(

@@ -102,6 +102,8 @@ class LlamaChat:
         self._lock = threading.Lock()
         self._owner: int | None = None
         self._grammars: dict[str, LlamaGrammar] = {}
+        self.n_params: int | None = self._n_params()
+        self.last_finish: str | None = None
         self.last_prompt_tokens = 0  # prompt length of the latest request
         self.last_cached_tokens = 0  # of which llama.cpp reused from the KV cache of the request before
         self._watch_prompts()
@@ -168,6 +170,14 @@ class LlamaChat:
 
         llm.generate = watched  # type: ignore[method-assign]
 
+    def _n_params(self) -> int | None:
+        import llama_cpp
+
+        try:
+            return int(llama_cpp.llama_model_n_params(self.llm.model))
+        except (AttributeError, TypeError, ValueError):  # a llama-cpp-python without it: no size presets
+            return None
+
     def count_tokens(self, text: str) -> int:
         # Tokenising reads only the vocabulary, so it runs without the lock (and so inside an open stream).
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
@@ -194,10 +204,14 @@ class LlamaChat:
 
     def _deltas(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Generator[str, None, None]:
         with self._exclusive():
+            self.last_finish = None
             chunks = self._chunks(messages, **kwargs)
             try:
                 for chunk in chunks:
-                    text = chunk["choices"][0]["delta"].get("content")
+                    choice = chunk["choices"][0]
+                    text = choice["delta"].get("content")
+                    if choice.get("finish_reason"):
+                        self.last_finish = str(choice["finish_reason"])
                     if text:
                         yield text
             finally:
@@ -206,9 +220,20 @@ class LlamaChat:
                 if close is not None:
                     close()
 
-    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float = 0.7) -> Generator[str, None, None]:
-        """Yield the reply as text pieces. Closing the iterator early stops generation."""
-        return self._deltas(messages, max_tokens=max_tokens, temperature=temperature)
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        temperature: float = 0.7,
+        top_p: float = 1.0,
+        repeat_penalty: float = 1.0,
+    ) -> Generator[str, None, None]:
+        """Yield the reply as text pieces. Closing the iterator early stops generation. The chat
+        template's end-of-turn token ends the reply (llama-cpp-python's chat handlers stop on it)."""
+        return self._deltas(
+            messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p, repeat_penalty=repeat_penalty
+        )
 
     def complete_json(
         self,

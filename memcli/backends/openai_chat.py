@@ -53,6 +53,8 @@ class OpenAIChat:
         self.model = model
         self.model_id = f"server:{model}"
         self.n_ctx = n_ctx
+        self.n_params: int | None = None  # a server does not say
+        self.last_finish: str | None = None
         self._api_key = api_key
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT_S), headers=headers)
@@ -76,10 +78,21 @@ class OpenAIChat:
             self._token_counts[text] = n
         return n
 
-    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float = 0.7) -> Generator[str, None, None]:
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        temperature: float = 0.7,
+        top_p: float = 1.0,
+        repeat_penalty: float = 1.0,
+    ) -> Generator[str, None, None]:
         """Yield the reply as text pieces. Closing the iterator early closes the connection, which
-        makes llama.cpp-based servers stop generating."""
-        return self._deltas(self._body(messages, max_tokens=max_tokens, temperature=temperature))
+        makes llama.cpp-based servers stop generating. ``repeat_penalty`` is not part of the OpenAI API
+        and is not sent (a strict server would refuse the request)."""
+        body = self._body(messages, max_tokens=max_tokens, temperature=temperature)
+        body["top_p"] = top_p
+        return self._deltas(body)
 
     def complete_json(
         self,
@@ -124,6 +137,7 @@ class OpenAIChat:
         import httpx
 
         url = f"{self.api_base}/chat/completions"
+        self.last_finish = None
         try:
             with self._client.stream("POST", url, json=body) as response:
                 if response.status_code != 200:
@@ -147,8 +161,11 @@ class OpenAIChat:
             chunk = json.loads(data)
             if "error" in chunk:
                 self._fail(f"the chat server at {self._show(url)} reported an error: {self._scrub(str(chunk['error']))}", "")
-            delta = chunk["choices"][0].get("delta") or {}
+            choice = chunk["choices"][0]
+            delta = choice.get("delta") or {}
             content = delta.get("content")
+            if choice.get("finish_reason"):
+                self.last_finish = str(choice["finish_reason"])
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             self._fail(f"malformed reply from {self._show(url)}: {self._scrub(data[:_ERROR_BODY_CHARS])!r}", _NOT_OPENAI_HINT)
         return content if isinstance(content, str) else None

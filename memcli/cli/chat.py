@@ -35,6 +35,11 @@ def chat(
         return
     text = read_stdin_or(message)
     session = mem.chat(model, remember=not no_remember, system=system, space=space)
+    if not json_ and ui.is_terminal():
+        from memcli.cli.chat_repl import starter_note
+
+        if about := starter_note(session.model.model_id):
+            ui.notice(about)
     try:
         plan = session.prepare(text)
         if json_:

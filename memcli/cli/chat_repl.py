@@ -54,6 +54,8 @@ def run_repl(mem: Memcli, *, model: str | None, remember: bool, system: str | No
     prompt = _prompt(history)
     mode = "" if remember else " — incognito: nothing from this conversation is stored"
     ui.notice(f"chatting with {session.model.model_id} in space {session.space}{mode}. /help for commands, Ctrl-D to end.")
+    if about := starter_note(session.model.model_id):
+        ui.notice(about)
     try:
         while True:
             try:
@@ -76,6 +78,13 @@ def run_repl(mem: Memcli, *, model: str | None, remember: bool, system: str | No
                 ui.notice("stopped")
     finally:
         _finish(session)
+
+
+def starter_note(model_id: str) -> str | None:
+    """What the starter model is good for and how to move on, when it is the one in use."""
+    from memcli.models.starter import ABOUT, STARTER_FILE
+
+    return f"this is {ABOUT}" if model_id == STARTER_FILE else None
 
 
 def _turn(session: ChatSession, text: str) -> None:

@@ -23,20 +23,35 @@ def list_(json_: JsonOpt = False) -> None:
     """Installed GGUF models, and the recommended ones you can pull."""
     from memcli import config, ui
     from memcli.models.catalog import CATALOG
+    from memcli.models.starter import STARTER_FILE, STARTER_PIP_NAME, starter_path
 
     paths = _paths()
-    configured = config.load(paths.config_file).embedding.model
+    settings = config.load(paths.config_file)
+    configured, chat_model = settings.embedding.model, settings.chat.model
     installed = sorted(paths.models_dir.glob("*.gguf")) if paths.models_dir.exists() else []
-    names = {p.name for p in installed}
+    starter = starter_path()
+    if starter is not None:
+        installed.append(starter)  # lives in its pip package, not in the models folder
+
+    def in_use(p: Path) -> str:
+        if (configured in (p.name, str(p))) or (not configured and p.name == "all-MiniLM-L6-v2.gguf"):
+            return "embedding"
+        if (chat_model and chat_model in (p.name, str(p))) or (not chat_model and p.name == STARTER_FILE):
+            return "chat" if settings.chat.backend == "llama" else ""
+        return ""
+
     rows: list[dict[str, Any]] = [
         {
             "name": p.name,
+            "path": str(p),
             "size_bytes": p.stat().st_size,
             "installed": True,
-            "in_use": (configured in (p.name, str(p))) or (not configured and p.name == "all-MiniLM-L6-v2.gguf"),
+            "in_use": in_use(p),
+            "from": f"pip package {STARTER_PIP_NAME}" if p == starter else "models folder",
         }
         for p in installed
     ]
+    names = {p.name for p in installed}
     recommended = [
         {
             "name": m.name,
@@ -51,8 +66,8 @@ def list_(json_: JsonOpt = False) -> None:
     if json_:
         return ui.emit_json("models list", {"models_dir": str(paths.models_dir), "installed": rows, "recommended": recommended})
     ui.table(
-        ["installed model", "size", "in use"],
-        [(r["name"], f"{float(r['size_bytes']) / 1e6:.1f} MB", "yes" if r["in_use"] else "") for r in rows],
+        ["installed model", "size", "in use", "from"],
+        [(r["name"], f"{float(r['size_bytes']) / 1e6:.1f} MB", r["in_use"], r["from"]) for r in rows],
     )
     ui.table(
         ["recommended (memcli models pull NAME)", "kind", "size", "installed"],

@@ -59,7 +59,7 @@ WEEKLY = (
 
 SUMMARY_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"summary": {"type": "string", "minLength": 1, "maxLength": 3000}},
+    "properties": {"summary": {"type": "string", "minLength": 1}},  # length: max_tokens (a long maxLength grammar fails to compile)
     "required": ["summary"],
     "additionalProperties": False,
 }

@@ -28,12 +28,14 @@ from typing import Any
 
 from memcli.backends.base import ChatMessage, ChatModel
 from memcli.context import Context
-from memcli.errors import config_error, usage_error
+from memcli.errors import MemcliFailure, config_error, usage_error
 from memcli.prompts import chat as prompts
 from memcli.records import Hit, Kind, Memory, RecallResult
+from memcli.services import chat_prompt as _prompt
 from memcli.services import extract as _extract
 from memcli.services.profile import profile_text
 from memcli.store import NewMemory, embed_input
+from memcli.text.intent import Need, asks_about_assistant, memory_need
 
 SUMMARY_MAX_TOKENS = 400
 
@@ -57,6 +59,7 @@ class PromptPlan:
     abstained: bool  # recall found nothing relevant, and the model was told so
     window_start: int  # index of the oldest turn in the prompt
     memory_seconds: float  # time spent recalling and building
+    need: Need = Need.FULL  # what the message was judged to need (no memories for small talk)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +67,7 @@ class PromptPlan:
             "total": self.total,
             "budget": self.budget,
             "abstained": self.abstained,
+            "need": self.need.value,
             "memories": [h.memory.id for h in self.hits],
         }
 
@@ -76,11 +80,13 @@ class TurnResult:
     plan: PromptPlan
     memory_seconds: float  # recall + prompt + storing the turns (not the model's time)
     stored: tuple[str, ...]  # ids of the episodes written
+    ended: bool | None = None  # the model ended its turn itself (False: cut at max tokens; None: unknown)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "reply": self.reply,
             "interrupted": self.interrupted,
+            "ended": self.ended,
             "prompt": self.plan.to_json(),
             "memories_used": [h.to_json() for h in self.plan.hits],
             "stored": list(self.stored),
@@ -131,12 +137,17 @@ class ChatSession:
         self.remember = remember
         self.learn = remember and self.cs.extract
         self.clock = clock or (lambda: datetime.now().astimezone())
-        if self.cs.budget_tokens + self.cs.max_reply_tokens > model.n_ctx:
+        sources = ctx.settings.sources
+        self.sampling = _prompt.sampling_for(
+            self.cs, lambda key: sources.get(("chat", key), "default") != "default", getattr(model, "n_params", None)
+        )
+        if self.cs.budget_tokens + self.sampling.max_tokens > model.n_ctx:
             raise config_error(
-                f"[chat] budget_tokens ({self.cs.budget_tokens}) + max_reply_tokens ({self.cs.max_reply_tokens}) "
+                f"[chat] budget_tokens ({self.cs.budget_tokens}) + max_reply_tokens ({self.sampling.max_tokens}) "
                 f"exceed the model's context window n_ctx ({model.n_ctx})",
                 hint="Lower budget_tokens or max_reply_tokens, or raise [chat] n_ctx.",
             )
+        self.last_ended: bool | None = None
         base = system if system is not None else (self.cs.system or prompts.SYSTEM)
         self.system = base + (f"\n\n{self.cs.persona}" if self.cs.persona else "")
         self._count_cache: dict[str, int] = {}
@@ -233,21 +244,22 @@ class ChatSession:
                 f"this message needs {fixed} tokens with the system prompt; the budget is {budget}",
                 hint="Send a shorter message, or raise [chat] budget_tokens (and n_ctx).",
             )
-        result = self._recall(message, at)
+        need = memory_need(message) if self.cs.memory_need else Need.FULL
+        result = self._recall(message, at, need)
         cap = min(self.cs.memory_tokens, budget - fixed - 8)
         before = self.window_start
-        block, hits = self._memory_block(result, cap)
-        user = f"{message}\n\n{block}"
+        block, hits = self._memory_block(result, cap, need, message)
+        user = _prompt.user_content(message, block)
         room = budget - self.count(system) - self.count(user) - 16
         start = self._window(room)
         if start != before:  # turns that just left the window may come back as memories
-            block, hits = self._memory_block(result, cap)
-            user = f"{message}\n\n{block}"
+            block, hits = self._memory_block(result, cap, need, message)
+            user = _prompt.user_content(message, block)
             start = self._window(budget - self.count(system) - self.count(user) - 16)
         turns = self.turns[start:]
         history = [ChatMessage("user" if t.role == "user" else "assistant", t.text) for t in turns]
         if self.layout == "memories_first":  # the layout the benchmark compares against: cache-hostile
-            messages = (ChatMessage("system", f"{system}\n\n{block}"), *history, ChatMessage("user", message))
+            messages = (ChatMessage("system", f"{system}\n\n{block}".strip()), *history, ChatMessage("user", message))
         else:
             messages = (ChatMessage("system", system), *history, ChatMessage("user", user))
         parts = {
@@ -256,21 +268,27 @@ class ChatSession:
             "summary": self.count(self.summary) if self.summary else 0,
             "turns": sum(t.tokens + 8 for t in turns),
             "message": self.count(message),
-            "memories": self.count(block),
+            "memories": self.count(block) if block else 0,
         }
         total = self.count(system) + parts["turns"] + self.count(user) + 16
-        plan = PromptPlan(
-            messages, parts, total, budget, hits, result.abstained if result else True, start, time.perf_counter() - t0
-        )
+        abstained = need is not Need.NONE and not hits
+        plan = PromptPlan(messages, parts, total, budget, hits, abstained, start, time.perf_counter() - t0, need)
         self.last_plan = plan
         return plan
 
     def stream(self, plan: PromptPlan) -> Generator[str, None, None]:
         """The reply, piece by piece. Closing the iterator stops generation (Ctrl-C)."""
         self._cancel.set()
+        self.last_ended = None
+        sp = self.sampling
         try:
             with self._busy:  # wait for a background request to notice the cancel and let go
-                yield from self.model.stream(plan.messages, max_tokens=self.cs.max_reply_tokens, temperature=self.cs.temperature)
+                yield from self.model.stream(
+                    plan.messages, max_tokens=sp.max_tokens, temperature=sp.temperature, top_p=sp.top_p,
+                    repeat_penalty=sp.repeat_penalty,
+                )  # fmt: skip
+                finish = getattr(self.model, "last_finish", None)
+                self.last_ended = None if finish is None else finish == "stop"
         finally:
             self._cancel.clear()  # background work may use the model again
 
@@ -279,6 +297,7 @@ class ChatSession:
     ) -> TurnResult:
         """Record the exchange: in the conversation, as episodes (unless incognito), and queue learning."""
         t0 = time.perf_counter()
+        self._cancel.clear()  # the reply is done (or was made elsewhere): background work may use the model
         at = at or self.clock()
         message = message.strip()
         reply = reply.strip() + (" [interrupted]" if interrupted and reply.strip() else "")
@@ -302,7 +321,10 @@ class ChatSession:
         if self.window_start > self.summarised_upto:
             upto = self.window_start
             self._submit(lambda: self._summarise(upto))
-        return TurnResult(message, reply, interrupted, plan, plan.memory_seconds + time.perf_counter() - t0, tuple(stored))
+        ended = None if interrupted else self.last_ended
+        return TurnResult(
+            message, reply, interrupted, plan, plan.memory_seconds + time.perf_counter() - t0, tuple(stored), ended
+        )
 
     def ask(self, message: str, *, at: datetime | None = None) -> TurnResult:
         """One whole turn without streaming (for scripts and tests)."""
@@ -339,7 +361,7 @@ class ChatSession:
         from memcli.services.recall import recall
 
         with self._mem_lock:
-            return recall(self.ctx, query, space=self.space, k=self.cs.recall_k, now=self.clock())
+            return recall(self.ctx, query, space=self.space, now=self.clock())
 
     # -- internals -------------------------------------------------------------------------------
     def _system_text(self, *, profile: bool = True, summary: bool = True) -> str:
@@ -350,36 +372,32 @@ class ChatSession:
             parts.append(f"{prompts.SUMMARY_HEADER}\n{self.summary}")
         return "\n\n".join(parts)
 
-    def _recall(self, message: str, at: datetime | None) -> RecallResult | None:
+    def _recall(self, message: str, at: datetime | None, need: Need) -> RecallResult | None:
         from memcli.services.recall import recall
 
+        if need is Need.NONE:
+            return None  # small talk: memories would only distract (and cost prompt evaluation)
         with self._mem_lock:
             if not self.ctx.store.catalog.spaces().get(self.space):
                 return None  # an empty memory: nothing to recall
-            return recall(
-                self.ctx, message, space=self.space, k=self.cs.recall_k + 4, now=at or self.clock(), touch=self.remember
-            )
+            # Twice what can be shown: turns already in the window and the assistant's replies are left out.
+            k = 2 * (self.cs.recall_k if need is Need.FULL else self.cs.statement_k) + 4
+            return recall(self.ctx, message, space=self.space, k=k, now=at or self.clock(), touch=self.remember)
 
-    def _memory_block(self, result: RecallResult | None, cap: int) -> tuple[str, tuple[Hit, ...]]:
-        if result is None or result.abstained:
-            return prompts.NO_MEMORY, ()
-        # Turns already in the prompt are not repeated as memories.
-        shown = {t.memory_id for t in self.turns[self.window_start :] if t.memory_id}
-        hits = [h for h in result.hits if h.memory.id not in shown][: self.cs.recall_k]
-        lines: list[str] = []
-        used = self.count(prompts.MEMORY_HEADER)
-        kept: list[Hit] = []
-        for h in sorted(hits, key=lambda h: h.memory.event_at or h.memory.recorded_at):
-            line = f"- {_day(h.memory)}{h.memory.text}"
-            n = self.count(line) + 1
-            if used + n > cap:
-                continue
-            lines.append(line)
-            kept.append(h)
-            used += n
-        if not kept:
-            return prompts.NO_MEMORY, ()
-        return "\n".join([prompts.MEMORY_HEADER, *lines]), tuple(sorted(kept, key=lambda h: h.rank))
+    def _memory_block(self, result: RecallResult | None, cap: int, need: Need, message: str) -> tuple[str, tuple[Hit, ...]]:
+        hits: list[Hit] = []
+        if result is not None and not result.abstained:
+            # Turns already in the prompt are not repeated; the assistant's own earlier replies are not
+            # evidence about the user (only shown when the message asks what the assistant said).
+            shown = {t.memory_id for t in self.turns[self.window_start :] if t.memory_id}
+            about_me = asks_about_assistant(message)
+            hits = [
+                h for h in result.hits
+                if h.memory.id not in shown and (about_me or not _prompt.is_assistant_turn(h.memory))
+            ]  # fmt: skip
+        max_n = self.cs.recall_k if need is Need.FULL else self.cs.statement_k
+        kept = _prompt.pack(hits, cap, max_n, self.count)
+        return _prompt.memory_block(kept, need), tuple(sorted(kept, key=lambda h: h.rank))
 
     def _window(self, room: int) -> int:
         """The oldest turn in the prompt. It stays put until the turns overflow ``room``; then it jumps
@@ -410,7 +428,7 @@ class ChatSession:
                 (
                     NewMemory(
                         text=text, kind=Kind.EPISODE, source=f"chat:{self.session_id}", position=first + i,
-                        event_at=t.at.timestamp(), recorded_at=t.at.timestamp(), tags=("chat",), keys=keys,
+                        event_at=t.at.timestamp(), recorded_at=t.at.timestamp(), tags=("chat", speaker), keys=keys,
                         importance=0.5 if t.role == "user" else 0.3,
                     ),
                     emb.embed_documents([embed_input(text, keys)])[0],
@@ -475,18 +493,13 @@ class ChatSession:
                 self.ctx, self.model, messages, prompts.SUMMARY_SCHEMA, operation="summarise",
                 source=f"chat:{self.session_id}", max_tokens=SUMMARY_MAX_TOKENS, cancel=self._cancel,
             )  # fmt: skip
-        except ValueError as e:
-            self.report.errors.append(f"summary: {e}")
-            self.summarised_upto = upto  # the turns stay recallable as episodes
+        except (ValueError, MemcliFailure) as e:  # an invalid answer, or a backend that cannot do it
+            self.report.errors.append(f"summary: {getattr(e, 'message', e)}")
+            self.summarised_upto = upto  # the turns stay recallable as episodes; not asked again for them
             return
         self.report.llm_calls += 1
         self.summary = _truncate(answer["summary"].strip(), self.cs.summary_tokens, self.count)
         self.summarised_upto = upto
-
-
-def _day(m: Memory) -> str:
-    when = m.event_at or m.recorded_at
-    return f"[{when.astimezone().strftime('%Y-%m-%d')}] " if when else ""
 
 
 def _truncate(text: str, max_tokens: int, count: Callable[[str], int]) -> str:

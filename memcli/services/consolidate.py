@@ -50,6 +50,7 @@ from memcli.errors import ExitCode, MemcliFailure, config_error
 from memcli.paths import ensure_private_dir
 from memcli.prompts import consolidate as prompts
 from memcli.records import Kind, Memory, ts
+from memcli.services import grounding
 from memcli.services.extract import ask_json
 from memcli.store import NewMemory, content_hash, embed_input
 
@@ -61,7 +62,9 @@ ADDED = ("add", "restore")  # audit actions that bring a memory (back) into the 
 # Tags that say what a memory is rather than what it is about: sharing one is no reason to link.
 STRUCTURAL_TAGS = frozenset({"chat", "daily", "weekly", "profile", "fact", "preference", "event"})
 EXAMPLES = 5
-NO_MODEL = "no chat model configured"
+# The starter model (what chat uses when none is configured) is not used here: its merge and
+# supersede decisions are unreliable (benchmarks/RESULTS.md, learning), and this runs unattended.
+NO_MODEL = "no chat model configured (the starter model is not used for consolidation)"
 PROFILE_MESSAGES = 15  # recent user messages shown for their communication style
 
 MCOLS = ", ".join("m." + c.strip() for c in COLUMNS.split(","))
@@ -611,6 +614,12 @@ class _Run:
             st.add("unrelated")
             return []
         text = " ".join(answer["text"].split())
+        if text and not grounding.supported_by(text, f"{older.text} {newer.text}").grounded:
+            # The merge says something neither fact did (a small model answered "refine" as the text):
+            # both facts stay as they are rather than give way to words nobody said.
+            st.add("unsupported merge kept apart")
+            st.example(f"merge not supported by the facts: {_short(text)}")
+            return []
         if not text or _norm(text) == _norm(newer.text):
             self.store.retire(older, newer.id, valid_until=None, reason="refine")
             retired = [older.id]

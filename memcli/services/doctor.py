@@ -150,8 +150,10 @@ def doctor(ctx: Context, *, repair: bool = False) -> DoctorReport:
     )
     # LLM answers that failed to parse or validate: nothing was applied, they are kept to inspect.
     held = tuple(Quarantined(r[1], r[2], r[3], r[4], r[5]) for r in cat.quarantined(20))
-    total = cat.db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
-    out.append(Finding("LLM outputs", True, f"{total} quarantined (unparseable or invalid; nothing was applied)"))
+    counts = dict(cat.db.execute("SELECT operation = 'ungrounded', count(*) FROM quarantine GROUP BY 1").fetchall())
+    out.append(Finding("LLM outputs", True, f"{counts.get(0, 0)} quarantined (unparseable or invalid; nothing was applied)"))
+    # Facts a model offered that the user's words do not support: dropped, kept here to inspect.
+    out.append(Finding("invented facts", True, f"{counts.get(1, 0)} dropped as not supported by what you said (not stored)"))
     return DoctorReport(tuple(out), held)
 
 

@@ -11,7 +11,11 @@ with three changes that small local models need:
   (Zep/Graphiti), never deleted; a refined one is retired in favour of the merged statement.
 
 Only the user's words are a source of facts: the extraction request asks for the user's last message,
-and a fact that restates the assistant's reply more than the user's message is dropped.
+a fact that restates the assistant's reply more than the user's message is dropped, and every fact
+must pass ``grounding.check`` against the user's message (names, numbers and most words present, no
+flipped negation) or it is dropped and kept in the quarantine as "ungrounded" for ``memcli doctor``.
+Small models (under 1B parameters) do not extract at all by default: their facts are mostly invented,
+so ``[chat] extractor = "auto"`` turns the user's first-person statements into facts by rule instead.
 """
 
 from __future__ import annotations
@@ -28,12 +32,16 @@ from memcli.backends.base import ChatMessage, ChatModel
 from memcli.context import Context
 from memcli.prompts import chat as prompts
 from memcli.records import Kind, Memory
+from memcli.services import grounding
 from memcli.store import NewMemory, Succession, content_hash
+from memcli.text.statements import first_person_statements
+from memcli.text.timequery import parse_time_hint
 
 ASSISTANT_MARGIN = 0.05  # a fact closer to the assistant's words than the user's by this much is theirs
 EXTRACT_MAX_TOKENS = 384
 RECONCILE_MAX_TOKENS = 160
 FORGET_MAX = 10  # memories one "forget that ..." may trash: a vague phrase must not empty the store
+SMALL_MODEL_PARAMS = 1_000_000_000  # "auto" extracts by rule below this size
 
 
 class Cancelled(Exception):
@@ -140,6 +148,40 @@ def _assistants(text: str, vector: Sequence[float], ex: Exchange, user_v: Sequen
 _FORGET_VERB = re.compile(r"\b(forget|delete|erase|remove|wipe|unlearn|don'?t (?:remember|keep))\b", re.IGNORECASE)
 
 
+_FORGET_WHAT = re.compile(
+    r"\b(?:forget|delete|erase|remove|unlearn)\b\s+(?:(?:that|about|what i (?:said|told you) about|the fact that)\s+)?(.+)",
+    re.IGNORECASE,
+)
+
+
+def forget_request(user: str) -> str | None:
+    """What a "forget that ..." message asks to forget (rules: no model needed), or None."""
+    m = _FORGET_WHAT.search(user)
+    return m.group(1).strip(" .!") if m and len(m.group(1).strip(" .!")) >= 3 else None
+
+
+def uses_rules(ctx: Context, model: ChatModel | None) -> bool:
+    """Extract by rule (``[chat] extractor``): "auto" does for models under 1B parameters."""
+    choice = ctx.settings.chat.extractor
+    if choice != "auto":
+        return choice == "rules"
+    n = getattr(model, "n_params", None)
+    return n is not None and n < SMALL_MODEL_PARAMS
+
+
+def rule_answer(user: str, at: datetime) -> dict[str, Any]:
+    """The extraction answer the rules give for a user message (same shape as the model's)."""
+    forget = forget_request(user)
+    if forget is not None:
+        return {"facts": [], "forget": [forget]}
+    facts = []
+    for st in first_person_statements(user):
+        hint = parse_time_hint(st.source, at) if st.kind == "event" else None
+        when = hint.since.date().isoformat() if hint is not None and hint.since is not None and not hint.soft else ""
+        facts.append({"text": st.text, "type": st.kind, "when": when})
+    return {"facts": facts, "forget": []}
+
+
 def asked_to_forget(user: str, phrase: str) -> bool:
     """Did the user's message ask to forget, and is ``phrase`` about something the message names?"""
     return bool(_FORGET_VERB.search(user)) and bool(_words(phrase) & _words(user))
@@ -170,15 +212,20 @@ class ExtractJob:
     def run(self, cancel: threading.Event | None = None) -> ExtractionReport:
         ctx, ex = self.ctx, self.ex
         if self.answer is None:
-            messages = [*self.conversation, ChatMessage("user", prompts.EXTRACT)]
-            try:
-                self.calls += 1
-                answer = ask_json(
-                    ctx, self.model, messages, prompts.EXTRACT_SCHEMA, operation="extract",
-                    source=f"chat:{ex.session}#{ex.turn}", max_tokens=EXTRACT_MAX_TOKENS, cancel=cancel,
-                )  # fmt: skip
-            except ValueError as e:
-                return ExtractionReport((), error=str(e), llm_calls=self.calls)
+            if uses_rules(ctx, self.model):
+                answer = rule_answer(ex.user, ex.at)
+            elif not _FORGET_VERB.search(ex.user) and not grounding.could_state_facts(ex.user):
+                answer = {"facts": [], "forget": []}  # no fact from it could pass the check: spare the model
+            else:
+                messages = [*self.conversation, ChatMessage("user", prompts.EXTRACT)]
+                try:
+                    self.calls += 1
+                    answer = ask_json(
+                        ctx, self.model, messages, prompts.EXTRACT_SCHEMA, operation="extract",
+                        source=f"chat:{ex.session}#{ex.turn}", max_tokens=EXTRACT_MAX_TOKENS, cancel=cancel,
+                    )  # fmt: skip
+                except ValueError as e:
+                    return ExtractionReport((), error=str(e), llm_calls=self.calls)
             for phrase in answer["forget"]:
                 if not asked_to_forget(ex.user, phrase):
                     # Only the user's own words can make memcli forget: not a recalled note that says
@@ -188,6 +235,9 @@ class ExtractJob:
                 self.changes += forget_matching(ctx, phrase, space=self.space, also=[ex.episode_id] if ex.episode_id else [])
             self.answer = answer
         emb = ctx.embedder
+        # Meaning is compared sentence by sentence: a fact restates one thing the user said, and a long
+        # message's other sentences would dilute a whole-message vector.
+        said_vs = [emb.embed_query(s) for s in grounding.statement_sentences(ex.user)] if grounding.could_state_facts(ex.user) else []
         user_v = emb.embed_query(ex.user)
         asst_v = emb.embed_query(ex.assistant) if ex.assistant.strip() else None
         facts = self.answer["facts"]
@@ -195,7 +245,11 @@ class ExtractJob:
             fact = facts[self.done]
             text = " ".join(fact["text"].split())
             fv = emb.embed_documents([text])[0]
-            if asst_v is not None and _assistants(text, fv, ex, user_v, asst_v):
+            support = grounding.check(text, ex.user, max((_cos(fv, v) for v in said_vs), default=None))
+            if not support.grounded:
+                change = FactChange("dropped", text, reason=f"ungrounded: {support.reason}")
+                ctx.store.quarantine("ungrounded", f"chat:{ex.session}#{ex.turn}", support.reason, text)
+            elif asst_v is not None and _assistants(text, fv, ex, user_v, asst_v):
                 change = FactChange("dropped", text, reason="the assistant said this, not the user")
             else:
                 change, used = reconcile(
@@ -279,6 +333,8 @@ def reconcile(
         return FactChange("duplicate", text, target_id=old.id, reason="the model judged it already known"), 1
     if action == "refine" and old is not None:
         merged = " ".join(answer["text"].split()) or text
+        if ex is not None and not grounding.supported_by(merged, f"{old.text} {grounding.statements_of(ex.user)}").grounded:
+            merged = text  # the model's merge says more than the user and the old fact did: keep the user's words
         mv = vector if merged == text else ctx.embedder.embed_documents([merged])[0]
         new = _add_fact(ctx, merged, mv, kind_tag, valid_from, ex, space, Succession(old, None, "refine"))
         return FactChange("refined", merged, new.memory_id, old.id), 1

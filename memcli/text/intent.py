@@ -1,0 +1,105 @@
+"""What a chat message is, read without a model: does it need memories, does it ask about what the
+assistant said, does it read as instructions to memcli rather than something about the user.
+
+Pure functions over the text, so they are cheap enough to run before every reply and testable on
+their own. They lean conservative in the direction that costs least: a message they cannot place
+gets memories (``Need.FULL``), and any sign of instructions makes a message a non-source of facts.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+
+__all__ = ["Need", "asks_about_assistant", "instruction_like", "is_question", "memory_need", "sentences", "strip_chatter"]
+
+
+class Need(Enum):
+    NONE = "none"  # greetings, thanks, small talk: no memories in the prompt
+    LIGHT = "light"  # a statement: a few closely related memories at most
+    FULL = "full"  # a question or request: fill the memory budget
+
+
+_CHATTER = (
+    r"h(?:i|ello|ey|owdy|iya)(?: there)?|yo|good (?:morning|afternoon|evening|night|day)|morning|evening"
+    r"|thanks?(?: you)?(?: (?:so|very) much)?(?: a lot)?|thx|ty|cheers|much appreciated|appreciate it"
+    r"|ok(?:ay)?|k|cool|great|nice|awesome|perfect|wonderful|lovely|sweet|neat|wow|oh|ah|hmm+|huh|lol|haha+|heh|lmao"
+    r"|yes|yeah|yep|yup|no|nope|nah|sure|right|fine|alright|indeed|exactly|true|fair enough|of course|got it"
+    r"|sounds good|makes sense|good to know|no worries|no problem|bye|goodbye|see (?:you|ya)(?: later| soon| tomorrow)?"
+    r"|good ?night|take care|have a good (?:one|day|night|evening|weekend)|you too|same to you|welcome|please"
+    r"|that(?:'s| is| was) (?:great|nice|cool|helpful|funny|interesting|good|fine|ok|okay|all|it)|this (?:helps|helped)"
+    r"|that helps|that helped|very helpful|good (?:one|answer|point)|well done|never ?mind|nvm|whatever"
+)
+_CHATTER_RE = re.compile(rf"^(?:(?:{_CHATTER})\b[\s,.!~:;)(-]*)+", re.IGNORECASE)
+_SMALL_TALK = re.compile(
+    r"^(?:how are (?:you|u|things)(?: doing| today)?|how(?:'s| is) (?:it going|your day|everything|life)|what'?s up|sup|wassup"
+    r"|how have you been|who are you|what are you|what is your name|what'?s your name|are you (?:there|a bot|real|an ai)"
+    r"|what can you do|(?:nice|lovely|beautiful|great|awful|terrible) (?:weather|day)(?: today)?(?: huh| eh| isn'?t it)?|(?:it'?s|what a) (?:nice|lovely|beautiful|rainy|cold|hot) (?:day|weather)"
+    r"|tell me a joke|you(?:'re| are) (?:funny|great|smart|helpful|the best)|i(?:'m| am) (?:fine|good|ok|okay|great|well|back)"
+    r"|me too|same here|i agree|i see|i know|i guess|i think so|i don'?t know|no idea|just saying|just checking)\b",
+    re.IGNORECASE,
+)
+_WH = r"(?:what|when|where|who|whom|whose|which|why|how)(?:'?s|'re|'d)?"
+_AUX = r"(?:do|does|did|is|are|was|were|am|can|could|will|would|should|shall|have|has|had|may|might)"
+_QUESTION_START = re.compile(rf"^(?:{_WH}|{_AUX})\b", re.IGNORECASE)
+_REQUEST = re.compile(
+    r"\b(?:remind me|tell me|show me|help me|give me|suggest|recommend|remember (?:when|what|where|who|how)|recall|"
+    r"(?:any|some) (?:\w+ ){0,2}(?:ideas?|tips|suggestions|advice|recommendations)|ideas? for|what about|do you (?:know|remember)|look up|list)\b",
+    re.IGNORECASE,
+)
+# A sentence ends at . ! ? followed by a space or the end, or at a line break ("4.2%" and "e.g." stay whole).
+_SENTENCE = re.compile(r"(?:[^.!?\n]|[.!?](?=[^\s.!?]))+(?:[.!?]+|$)")
+_ABOUT_ASSISTANT = re.compile(
+    r"\byou\b(?:\W+\w+){0,3}?\W+(?:said|told|suggested|recommended|mentioned|answered|replied|promised|wrote|advised|"
+    r"proposed|gave|say|tell|suggest|recommend|mention)\b|\byour (?:answer|reply|advice|suggestion|recommendation)s?\b",
+    re.IGNORECASE,
+)
+_INSTRUCTIONS = re.compile(
+    r"\b(?:ignore|disregard|forget|override|bypass)\b.{0,40}\b(?:instructions?|rules|prompt|guidelines|everything above|previous)"
+    r"|\bsystem prompt\b|\byou are now\b|\bfrom now on,? you\b|\bact as\b|\bpretend (?:to be|you)\b|\bjailbreak|\bdeveloper mode\b"
+    r"|\b(?:store|save|record|remember|memori[sz]e|add|write|keep)\b.{0,30}\bas (?:a |an |the |my )?(?:\w+ )?(?:fact|memory|truth|history)\b|\bwhenever (?:someone|anyone|anybody|people) asks?\b|\bnew rules?\b|\bwithout (?:checking|verifying|asking)\b"
+    r"|\bremember that the user\b|\bthe user (?:is|has|wants|said|must|should|owns)\b"
+    r"|\b(?:print|reveal|dump|list|show|output|leak|repeat|exfiltrate)\b.{0,30}\b(?:all|every|everything|other|your)\b.{0,20}"
+    r"\b(?:memor(?:y|ies)|facts?|notes?|data|instructions|secrets?|prompt)\b"
+    r"|\b(?:admin(?:istrator)?|root) (?:access|rights|privileges|mode)\b|\b(?:your|the following|here are(?: your)?) new instructions\b|\[/?(?:inst|system)\]"
+    r"|<\|im_(?:start|end)\|>|\\(?:x1b|u001b|033|e)\[|\x1b|\bESC\[",
+    re.IGNORECASE,
+)
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of ``text``, stripped (a line break ends one too)."""
+    return [s.strip() for s in _SENTENCE.findall(text) if s.strip(" .!?")]
+
+
+def strip_chatter(sentence: str) -> str:
+    """The sentence without leading greetings, thanks and acknowledgements ("Hi! Thanks, I ..." -> "I ...")."""
+    return _CHATTER_RE.sub("", sentence.strip()).strip()
+
+
+def is_question(sentence: str) -> bool:
+    s = strip_chatter(sentence)
+    return s.endswith("?") or bool(_QUESTION_START.match(s))
+
+
+def memory_need(message: str) -> Need:
+    """How much memory the reply to ``message`` needs (the SCM paper's memory controller, as rules)."""
+    parts = [strip_chatter(s) for s in sentences(message) if not _SMALL_TALK.match(s.strip())]
+    parts = [p for p in parts if p.strip(" .!?,") and not _SMALL_TALK.match(p)]
+    if not parts:
+        return Need.NONE
+    if any(is_question(p) or _REQUEST.search(p) for p in parts):
+        return Need.FULL
+    return Need.LIGHT
+
+
+def asks_about_assistant(message: str) -> bool:
+    """Does the message ask what the assistant itself said ("what did you tell me about ...")? Only then
+    may the assistant's earlier replies be shown as memories."""
+    return bool(_ABOUT_ASSISTANT.search(message))
+
+
+def instruction_like(text: str) -> bool:
+    """Does the text read as instructions to the assistant or its memory (prompt injection, planted
+    third-person "facts", terminal escapes)? Such text is data to quote, never a source of facts."""
+    return bool(_INSTRUCTIONS.search(text))
