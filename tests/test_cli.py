@@ -173,3 +173,29 @@ def test_models_import_and_list(cli, home: Path) -> None:  # type: ignore[no-unt
     assert {m["name"] for m in listed["recommended"]} >= {"all-minilm-l6-v2", "qwen2.5-1.5b-instruct"}
     r = cli("models", "import", str(home / "nowhere"))
     assert r.code == ExitCode.MODEL and "Traceback" not in r.err
+
+
+def test_help_texts_keep_their_brackets() -> None:
+    """Help texts name config keys as "[store] url"; rendered as Rich markup, "[store]" vanished."""
+    import re
+    from typing import Any
+
+    import typer.main
+    from typer.testing import CliRunner
+
+    from memcli.cli.app import app
+
+    root = typer.main.get_command(app)
+
+    def walk(cmd: Any, path: tuple[str, ...]) -> list[tuple[tuple[str, ...], str]]:  # typer bundles its own click
+        texts = [(path, getattr(p, "help", None) or "") for p in cmd.params] + [(path, cmd.help or "")]
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                texts += walk(sub, (*path, name))
+        return texts
+
+    bracketed = [(path, m) for path, text in walk(root, ()) for m in re.findall(r"\[[a-z_]+\]", text)]
+    assert bracketed  # the check below checks something
+    for path, token in bracketed:
+        out = CliRunner().invoke(app, [*path, "--help"], terminal_width=100).output
+        assert token in " ".join(out.split()), (path, token)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from memcli.errors import MemcliFailure
 
 app = typer.Typer(
+    rich_markup_mode=None,  # help texts name config keys like [store] url: not Rich markup
     name="memcli",
     help="A personal memory assistant for the terminal: remember, recall, forget. Fully offline.",
     no_args_is_help=True,

@@ -6,7 +6,7 @@ import typer
 
 from memcli.cli.common import JsonOpt
 
-app = typer.Typer(help="Show the effective settings and where memcli keeps things.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Show the effective settings and where memcli keeps things.", no_args_is_help=True)
 
 
 @app.command()

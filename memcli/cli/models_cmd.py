@@ -10,7 +10,7 @@ import typer
 from memcli.cli.common import JsonOpt
 from memcli.paths import Paths
 
-app = typer.Typer(help="Embedding and chat models: list, import a checkpoint, download.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Embedding and chat models: list, import a checkpoint, download.", no_args_is_help=True)
 
 
 def _paths() -> Paths:
