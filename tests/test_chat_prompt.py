@@ -185,3 +185,18 @@ def test_questions_greetings_and_instructions_teach_nothing(home: object, extrac
     assert mem.list(kinds=[Kind.FACT]).total == 0
     assert not any(kind == "json" for kind, _ in model.requests)  # nothing in them could pass the check
     mem.close()
+
+
+def test_a_correction_supersedes_the_fact_it_names_without_asking_the_model(mem: Memcli) -> None:
+    model = ScriptedChat(n_params=135_000_000)  # rules extract; a reconcile request would get garbage
+    s = session(mem, model)
+    s.ask("My sister lives in Paris.")
+    s.ask("My brother lives in Rome.")
+    asked = sum(1 for kind, _ in model.requests if kind == "json")
+    s.ask("Sorry, my sister lives in Lyon, not Paris.")
+    current = sorted(m.text for m in mem.list(kinds=[Kind.FACT]).memories if m.current)
+    assert current == ["The user's brother lives in Rome.", "The user's sister lives in Lyon, not Paris."]
+    assert [c.action for c in s.report.changes][-1] == "superseded"
+    assert sum(1 for kind, _ in model.requests if kind == "json") == asked  # decided without the model
+    old = next(m for m in mem.list(kinds=[Kind.FACT]).memories if m.text == "The user's sister lives in Paris.")
+    assert old.state == "active" and old.valid_until is not None  # closed, not deleted

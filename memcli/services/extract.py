@@ -310,6 +310,11 @@ def reconcile(
         m, s = similar[0]
         return FactChange("duplicate", text, target_id=m.id, reason=f"near-identical to a known fact ({s:.2f})"), 0
     related = [(m, s) for m, s in similar if s >= cs.related_similarity]
+    corrected = _corrected(text, [m for m, _ in related])
+    if corrected is not None:  # "..., not Paris" and a related fact says Paris: the user corrected it
+        until = valid_from if valid_from is not None else (ex.at.timestamp() if ex else None)
+        new = _add_fact(ctx, text, vector, kind_tag, valid_from, ex, space, Succession(corrected, until, "supersede"))
+        return FactChange("superseded", text, new.memory_id, corrected.id, reason=f"corrects: {corrected.text}"), 0
     if not related or model is None:
         return _add_fact(ctx, text, vector, kind_tag, valid_from, ex, space), 0
     listing = "\n".join(f"{i}. {m.text}" for i, (m, _) in enumerate(related, 1))
@@ -343,6 +348,19 @@ def reconcile(
         new = _add_fact(ctx, text, vector, kind_tag, valid_from, ex, space, Succession(old, until, "supersede"))
         return FactChange("superseded", text, new.memory_id, old.id, reason=f"replaces: {old.text}"), 1
     return _add_fact(ctx, text, vector, kind_tag, valid_from, ex, space), 1
+
+
+_NOT_VALUE = re.compile(r"\bnot (?:the |a |an |in |at |on )?((?:[A-Z][\w'-]*|'?\d[\d.,:']*)(?: [A-Z][\w'-]*)*)")
+
+
+def _corrected(text: str, related: Sequence[Memory]) -> Memory | None:
+    """The related fact a correction replaces: the new fact says "X, not Y" with Y a name or a number,
+    and exactly one related fact holds Y. Needs no model, so it works with the smallest ones."""
+    values = [v.strip("'").rstrip(".,:").lower() for v in _NOT_VALUE.findall(text)]
+    if not values:
+        return None
+    hits = [m for m in related if any(re.search(rf"(?<!\w)'?{re.escape(v)}(?!\w)", m.text.lower()) for v in values)]
+    return hits[0] if len(hits) == 1 else None
 
 
 def _add_fact(

@@ -30,6 +30,7 @@ _FIRST_PERSON = re.compile(r"\b(?:i|i'm|im|i've|i'd|i'll|my|mine|we|we're|we've|
 _SPECIFIC = re.compile(r"\d|(?<!^)(?<![.!?]\s)\b[A-Z][a-z]")
 _OPENERS = re.compile(
     r"^(?:(?:well|so|oh|also|anyway|anyways|btw|by the way|fyi|just so you know|actually|and|but|plus|ps|p\.s\.|"
+    r"sorry|oops|wait|no|correction|scratch that|my bad|i mean|to be clear|"
     r"oh and|quick update|update|fun fact|random fact|for the record|just fyi)\b[\s,:;-]*)+",
     re.IGNORECASE,
 )
