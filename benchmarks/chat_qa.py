@@ -18,8 +18,9 @@ session's time.
 2. Answers (starter model SmolLM2-135M, greedy, memcli's small-model preset otherwise): the first
    ``--questions`` answerable questions (categories 1-4) under four prompts in the same run:
    no memory (memcli's path on an empty space), memcli (its own prompt), the most recent turns of the
-   whole conversation that fit the same budget (truncated full history), and the gold evidence turns
-   (the ceiling), all in memcli's notes format. Per prompt: gold answer contained in the reply, token
+   whole conversation that fit the same memory budget (truncated full history: recency instead of
+   recall, same ``[chat] memory_tokens``), and the gold evidence turns (the ceiling), all in memcli's
+   notes format. Per prompt: gold answer contained in the reply, token
    F1 (LoCoMo's normalisation), median reply tokens, share of replies the model ended itself, share
    that merely copy a memory line. Gap closed = (memcli − none) / (gold − none).
 """
@@ -172,7 +173,6 @@ def answer_rows(
     sp = session.sampling
     by_id = {d: m for m in mem.list(space=space, limit=100_000).memories for d in dia_ids(m)}
     history = sorted(by_id.values(), key=lambda m: (m.event_at or m.recorded_at, m.id))
-    budget = mem.ctx.settings.chat.budget_tokens
     system = session.system
     conds = ["no memory", "memcli", *(f"memcli, memory_tokens {c}" for c in others), "truncated history", "gold evidence"]
     results: dict[str, list[dict[str, Any]]] = {c: [] for c in conds}
@@ -193,7 +193,7 @@ def answer_rows(
         for cap, (_, other) in others.items():
             p = other.prepare(q, at=now)
             plans[f"memcli, memory_tokens {cap}"] = (p.messages, [chat_prompt.memory_line(h.memory) for h in p.hits])
-        room = budget - model.count_tokens(system) - model.count_tokens(q) - 40
+        room = mem.ctx.settings.chat.memory_tokens  # the same memory budget, filled by recency instead of recall
         recent: list[Memory] = []
         for m in reversed(history):
             room -= model.count_tokens(chat_prompt.memory_line(m)) + 1

@@ -120,3 +120,8 @@ def test_partial_wording_needs_the_meaning_to_agree() -> None:
     assert check(fact, message, 0.7).grounded  # half the words, and close in meaning
     assert not check(fact, message, 0.2).grounded
     assert not check(fact, message, None).grounded  # no embedding: the higher word coverage is required
+
+
+def test_small_talk_openers_do_not_swallow_a_statement() -> None:
+    assert memory_need("I know Python well and I'm back at work.") is Need.LIGHT
+    assert memory_need("I see. thanks!") is Need.NONE

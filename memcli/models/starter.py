@@ -6,10 +6,11 @@ imported: the GGUF is found through the distribution's file list. The file is ch
 sha256 once; a small stamp beside the models (path, size, mtime) spares the 98 MB hash on every
 start, and any change to the file makes it check again.
 
-What it is good for: it runs anywhere (98 MB, ~0.25 s to load, a reply in a second or two on two
-cores), answers short questions from the memories put in front of it, and ends its turn. It is not
-good at reasoning, long answers or extracting facts on its own (memcli measures this:
-benchmarks/RESULTS.md); a bigger model is one `memcli models pull` away.
+What it is good for: it runs anywhere (98 MB, ~0.25 s to load; on two slow cores ~1 s for small
+talk and ~3-4 s for a question with 800 tokens of memories), answers short questions from the
+memories put in front of it, and ends its turn. It is not good at reasoning, long answers or
+extracting facts on its own (memcli measures this: benchmarks/RESULTS.md); a bigger model is one
+`memcli models pull` away.
 """
 
 from __future__ import annotations

@@ -31,12 +31,16 @@ _CHATTER = (
     r"|that helps|that helped|very helpful|good (?:one|answer|point)|well done|never ?mind|nvm|whatever"
 )
 _CHATTER_RE = re.compile(rf"^(?:(?:{_CHATTER})\b[\s,.!~:;)(-]*)+", re.IGNORECASE)
+_TRAILING_CHATTER = re.compile(
+    r"(?:[\s,.!~:;)(-]+(?:thanks?(?: you)?|thx|ty|cheers|lol|haha+|please|:\)|:d))+[\s,.!?~:;)(-]*$", re.IGNORECASE
+)
 _SMALL_TALK = re.compile(
     r"^(?:how are (?:you|u|things)(?: doing| today)?|how(?:'s| is) (?:it going|your day|everything|life)|what'?s up|sup|wassup"
     r"|how have you been|who are you|what are you|what is your name|what'?s your name|are you (?:there|a bot|real|an ai)"
     r"|what can you do|(?:nice|lovely|beautiful|great|awful|terrible) (?:weather|day)(?: today)?(?: huh| eh| isn'?t it)?|(?:it'?s|what a) (?:nice|lovely|beautiful|rainy|cold|hot) (?:day|weather)"
     r"|tell me a joke|you(?:'re| are) (?:funny|great|smart|helpful|the best)|i(?:'m| am) (?:fine|good|ok|okay|great|well|back)"
-    r"|me too|same here|i agree|i see|i know|i guess|i think so|i don'?t know|no idea|just saying|just checking)\b",
+    r"|me too|same here|i agree|i see|i know|i guess|i think so|i don'?t know|no idea|just saying|just checking)"
+    r"(?: (?:today|now|then|too|though|anyway|lol|haha))?[\s.!?,:;)(~-]*$",  # the whole sentence: "I know Python" is not small talk
     re.IGNORECASE,
 )
 _WH = r"(?:what|when|where|who|whom|whose|which|why|how)(?:'?s|'re|'d)?"
@@ -82,10 +86,18 @@ def is_question(sentence: str) -> bool:
     return s.endswith("?") or bool(_QUESTION_START.match(s))
 
 
+def _small_talk(sentence: str) -> bool:
+    s = sentence.strip()
+    return bool(_SMALL_TALK.match(s) or _SMALL_TALK.match(_TRAILING_CHATTER.sub("", s)))
+
+
 def memory_need(message: str) -> Need:
     """How much memory the reply to ``message`` needs (the SCM paper's memory controller, as rules)."""
-    parts = [strip_chatter(s) for s in sentences(message) if not _SMALL_TALK.match(s.strip())]
-    parts = [p for p in parts if p.strip(" .!?,") and not _SMALL_TALK.match(p)]
+    parts = []
+    for s in sentences(message):
+        rest = strip_chatter(s)  # "Hi! Thanks, I ..." -> "I ..."
+        if not _small_talk(s) and rest.strip(" .!?,") and not _small_talk(rest):
+            parts.append(rest)
     if not parts:
         return Need.NONE
     if any(is_question(p) or _REQUEST.search(p) for p in parts):
