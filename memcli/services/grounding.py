@@ -16,7 +16,6 @@ What fails is dropped and counted (``FactChange`` action "dropped", reason "ungr
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from memcli.services.fusion import stem
@@ -148,7 +147,3 @@ def _negated_near(said: str, words: set[str]) -> bool:
         if any(stem(w) in words for w in following):
             return True
     return False
-
-
-def check_all(facts: Sequence[str], message: str, similarities: Sequence[float | None]) -> list[Support]:
-    return [check(f, message, s) for f, s in zip(facts, similarities)]
