@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c
 
-from memcli.backends.catalog import Filter, fts_query
+from memcli.store import Filter, fts_query
 
 ACTIVE_WINDOW = (
     "SELECT id FROM memories WHERE space = 'default' AND state = 'active' "

@@ -56,7 +56,7 @@ import llama_cpp; mark("import llama_cpp")
 emb = m.ctx.embedder; mark("load embedding model + check_model")
 qv = emb.embed_query({query!r}); mark("embed query")
 store.index.query("default", qv, 50); mark("first Chroma query (loads the index)")
-from memcli.backends.catalog import Filter
+from memcli.store import Filter
 store.catalog.keyword(Filter(space="default"), {query!r}, 50); mark("first FTS5 query")
 m.recall({query!r}); mark("one full recall (now warm)")
 print(json.dumps([(n, t[i + 1][1] - t[i][1]) for i, (n, _) in enumerate(t[1:])]))

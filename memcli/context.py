@@ -119,10 +119,10 @@ class Context:
 
     def _server_store(self) -> MemoryStore:
         """Server mode: the server holds everything; the catalog here is a cache synced from it at open
-        (memcli/replica.py has the design)."""
-        from memcli.backends.catalog import Catalog
+        (memcli/store/replica.py has the design)."""
         from memcli.backends.chroma_server import ChangeLog, ServerIndex, connect
-        from memcli.replica import Journal, cache_dir
+        from memcli.store.catalog import Catalog
+        from memcli.store.replica import Journal, cache_dir
 
         cfg = self.server_config()
         client = connect(cfg)
@@ -135,7 +135,9 @@ class Context:
                 hint="It must be a directory you can write to; set MEMCLI_HOME to use another place.",
             )
         journal = Journal(ChangeLog(cfg, client), cfg.where(), self.say)
-        store = MemoryStore(cdir, lambda: ServerIndex(cfg, lambda: client), catalog=Catalog(cdir / "memcli.sqlite3", journal))
+        store = MemoryStore(
+            cdir, lambda: ServerIndex(cfg, lambda: client), catalog=Catalog(cdir / "memcli.sqlite3", journal), replica=journal
+        )
         store.on_wait = self.on_wait
         with store.write_lock():
             store.catalog = journal.sync(store.catalog)

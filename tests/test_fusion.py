@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from memcli.api import Memcli
-from memcli.backends.catalog import Filter
 from memcli.errors import MemcliFailure
 from memcli.records import Kind, Memory
 from memcli.services import fusion
 from memcli.services.recall import fusion_features
+from memcli.store import Filter
 
 NOW = datetime(2024, 6, 1, 12, 0).astimezone()
 

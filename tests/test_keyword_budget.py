@@ -12,8 +12,7 @@ import random
 import pytest
 
 from memcli.api import Memcli
-from memcli.backends.catalog import Filter
-from memcli.store import NewMemory
+from memcli.store import Filter, NewMemory
 
 FILLER = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima", "mike"]
 

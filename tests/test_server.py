@@ -386,7 +386,7 @@ def test_doctor_and_stats_say_where_the_store_is(device: Callable[..., Memcli], 
 
 
 def test_changes_from_a_newer_memcli_are_refused(device: Callable[..., Memcli], monkeypatch: pytest.MonkeyPatch) -> None:
-    import memcli.backends.catalog as catalog
+    import memcli.store.schema as catalog
 
     a = device("a")
     a.add("written by this memcli")

@@ -1,7 +1,7 @@
 """A Chroma server (``chroma run``, or any Chroma deployment) as memcli's store: connection, errors, and
 the shared change log.
 
-What lives on the server (see ``memcli/replica.py`` for why):
+What lives on the server (see ``memcli/store/replica.py`` for why):
 
 - one collection per memory space, ``memcli-SPACE``: ids, vectors and the kind/time recall filters on
   (exactly what the embedded index holds);
@@ -292,7 +292,7 @@ def segment_name(start_ms: int) -> str:
 
 
 class ChangeLog:
-    """The server's append-only log of catalog transactions (see ``memcli/replica.py``), split into
+    """The server's append-only log of catalog transactions (see ``memcli/store/replica.py``), split into
     segments: Chroma's server makes every write to a collection slower as the collection grows, so
     appends go to the newest segment and a new one is started once it holds SEGMENT_BYTES."""
 

@@ -44,7 +44,6 @@ import numpy as np
 import numpy.typing as npt
 
 from memcli.backends.base import ChatMessage, ChatModel
-from memcli.backends.catalog import COLUMNS, row_to_memory
 from memcli.context import Context
 from memcli.errors import ExitCode, MemcliFailure, config_error
 from memcli.paths import ensure_private_dir
@@ -52,7 +51,7 @@ from memcli.prompts import consolidate as prompts
 from memcli.records import Kind, Memory, ts
 from memcli.services import grounding
 from memcli.services.extract import ask_json
-from memcli.store import NewMemory, content_hash, embed_input
+from memcli.store import COLUMNS, NewMemory, content_hash, embed_input, row_to_memory
 
 STEPS = ("dedupe", "reconcile", "summarise", "profile", "link", "decay")
 LLM_STEPS = frozenset({"reconcile", "summarise", "profile"})

@@ -128,7 +128,7 @@ def doctor(ctx: Context, *, repair: bool = False) -> DoctorReport:
     out.append(_locks(ctx.paths.data_dir))
     if cat.meta("consolidate:intent") is not None:
         out.append(Finding("consolidate", True, "a `memcli consolidate` run was interrupted mid-step: the next run finishes it"))
-    journal = cat.journal
+    journal = store.replica
     if journal is not None:  # server mode: the catalog is a cache of the server's change log
         applied, on_server = journal.counts(cat)
         synced = applied == on_server

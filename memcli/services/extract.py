@@ -130,7 +130,7 @@ def _cos(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def _words(text: str) -> set[str]:
-    from memcli.backends.catalog import STOPWORDS
+    from memcli.store import STOPWORDS
 
     return {w.rstrip("s") for w in re.findall(r"\w+", text.lower()) if w not in STOPWORDS and w not in ("user", "user's")}
 

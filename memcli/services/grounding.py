@@ -90,7 +90,7 @@ def _stems(text: str) -> set[str]:
 
 
 def content_stems(text: str) -> set[str]:
-    from memcli.backends.catalog import STOPWORDS
+    from memcli.store import STOPWORDS
 
     words = _WORD.findall(text.lower())
     return {stem(w) for w in words if w not in STOPWORDS and not w.isdigit() and w not in _NUMBER_WORDS} - _GLUE

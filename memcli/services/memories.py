@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from memcli.backends.catalog import Filter
 from memcli.context import Context
 from memcli.errors import not_found, usage_error
 from memcli.records import AddResult, ForgetResult, Kind, Memory, Page, Stats, from_epoch
-from memcli.store import NewMemory, content_hash
+from memcli.store import Filter, NewMemory, content_hash
 from memcli.text.chunking import split_text
 
 MAX_TEXT_CHARS = 1_000_000  # one `add` of more than this is a file: use `memcli ingest`

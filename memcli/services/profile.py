@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from memcli.backends.catalog import Filter
 from memcli.context import Context
 from memcli.records import Kind, Memory
+from memcli.store import Filter
 
 SCAN = 500  # facts considered (newest first); a profile is a few dozen lines at most
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from memcli.backends.catalog import COLUMNS, row_to_memory
 from memcli.context import Context
 from memcli.records import Kind, Memory, ts
 from memcli.services.retention import DAY, Retention, RetentionParams, assess
+from memcli.store import COLUMNS, row_to_memory
 
 PROTECTIONS = ("pinned", "profile", "recently_recalled", "retired")
 

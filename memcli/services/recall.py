@@ -36,12 +36,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from memcli.backends.catalog import Filter, query_words
 from memcli.context import Context
 from memcli.errors import usage_error
 from memcli.records import Hit, Kind, Linked, Memory, RecallResult
 from memcli.services import fusion
 from memcli.services.retention import RetentionParams, assess
+from memcli.store import Filter, query_words
 
 FILTER_IDS_CAP = 20_000
 WIDE_IDS_CAP = 300_000

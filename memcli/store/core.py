@@ -27,12 +27,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from memcli.backends.base import Embedder, Vector, VectorIndex, VectorMeta
-from memcli.backends.catalog import Catalog
 from memcli.errors import ExitCode, MemcliFailure, store_error, usage_error
 from memcli.records import Kind, Memory
+from memcli.store.catalog import Catalog
+
+if TYPE_CHECKING:
+    from memcli.store.replica import Journal
 
 SPACE_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
@@ -101,10 +104,18 @@ def embed_input(text: str, keys: str) -> str:
 
 
 class MemoryStore:
-    def __init__(self, data_dir: Path, index_factory: Callable[[], VectorIndex], catalog: Catalog | None = None) -> None:
-        """``catalog``: an already open one (server mode: the synced cache, memcli/replica.py)."""
+    def __init__(
+        self,
+        data_dir: Path,
+        index_factory: Callable[[], VectorIndex],
+        catalog: Catalog | None = None,
+        replica: Journal | None = None,
+    ) -> None:
+        """``catalog``: an already open one; ``replica``: server mode, the journal that keeps it a synced
+        cache of the server (memcli/store/replica.py)."""
         self.data_dir = data_dir
         self.catalog = catalog or Catalog(data_dir / "memcli.sqlite3")
+        self.replica = replica
         self._index_factory = index_factory
         self._index: VectorIndex | None = None
         self._lock_file: IO[str] | None = None

@@ -43,71 +43,30 @@ import secrets
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memcli.errors import store_error
+from memcli.store import schema
+from memcli.store.recording import Stmt, dec, run
 
 if TYPE_CHECKING:
-    from memcli.backends.catalog import Catalog
     from memcli.backends.chroma_server import ChangeLog, LogRecord, Segment
     from memcli.records import Memory
+    from memcli.store.catalog import Catalog
 
-WRITE_RE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 INSERT_MEMORIES_RE = re.compile(r"\s*INSERT\s+INTO\s+memories\s*\(([^)]*)\)", re.IGNORECASE)
 SKEW_MS = 10 * 60 * 1000  # re-read this much of the log before the last position (clocks, slow writers)
 STALE_MS = 60 * 60 * 1000  # a transaction still missing parts after this was abandoned by its writer
 PART_BYTES = 256 * 1024  # the largest log record body
-
-Stmt = list[Any]  # [sql, params (a list) or a list of params lists, many (0/1)]
 
 LOCAL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS replica_applied(id TEXT PRIMARY KEY, tx TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS replica_state(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS replica_sealed(segment TEXT PRIMARY KEY, records INTEGER NOT NULL);
 """
-
-
-def _enc(v: Any) -> Any:
-    if isinstance(v, (bytes, bytearray, memoryview)):
-        return {"b64": base64.b64encode(bytes(v)).decode("ascii")}
-    return v
-
-
-def _dec(v: Any) -> Any:
-    if isinstance(v, dict):
-        return base64.b64decode(v["b64"])
-    return v
-
-
-class RecordingConnection(sqlite3.Connection):
-    """A sqlite3 connection that, while ``recording`` is a list, appends every write statement to it."""
-
-    recording: list[Stmt] | None = None
-
-    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        if self.recording is not None and WRITE_RE.match(sql):
-            if isinstance(parameters, dict):  # fail loudly rather than replicate the wrong values
-                raise TypeError("named SQL parameters are not supported in a replicated transaction")
-            self.recording.append([sql, [_enc(p) for p in parameters], 0])
-        return super().execute(sql, parameters)
-
-    def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:
-        if self.recording is not None and WRITE_RE.match(sql):
-            rows = [list(p) for p in parameters]
-            self.recording.append([sql, [[_enc(v) for v in r] for r in rows], 1])
-            return super().executemany(sql, rows)
-        return super().executemany(sql, parameters)
-
-
-def _run(db: sqlite3.Connection, stmt: Stmt) -> None:
-    sql, params, many = stmt
-    if many:
-        sqlite3.Connection.executemany(db, sql, [[_dec(v) for v in r] for r in params])
-    else:
-        sqlite3.Connection.execute(db, sql, [_dec(v) for v in params])
 
 
 def _parts(stmts: list[Stmt]) -> list[str]:
@@ -169,10 +128,8 @@ class Journal:
         tx = f"{now_ns:020d}-{self.device}-{self._seq:06d}"
         stmts = self._externalise_embeddings(stmts)
         bodies = _parts(stmts)
-        from memcli.backends.catalog import SCHEMA_VERSION
-
         records = [
-            LogRecord(f"{tx}.{i}", tx, i, len(bodies), now_ns // 1_000_000, b, SCHEMA_VERSION) for i, b in enumerate(bodies)
+            LogRecord(f"{tx}.{i}", tx, i, len(bodies), now_ns // 1_000_000, b, schema.SCHEMA_VERSION) for i, b in enumerate(bodies)
         ]
         self.log.append(records)
         _mark_applied(db, [(r.id, tx) for r in records], tx, now_ns // 1_000_000)
@@ -193,7 +150,7 @@ class Journal:
             rows = [list(r) for r in (params if many else [params])]
             by_dim: dict[int, tuple[list[str], list[Any]]] = {}
             for r in rows:
-                blob = _dec(r[ie])
+                blob = dec(r[ie])
                 if not blob:
                     continue
                 v = np.frombuffer(blob, dtype=np.float32)
@@ -286,13 +243,11 @@ class Journal:
         return local, self.log.count()
 
     def _complete(self, db: sqlite3.Connection, records: list[LogRecord]) -> dict[str, list[LogRecord]]:
-        from memcli.backends.catalog import SCHEMA_VERSION
-
         newest = max((r.schema for r in records), default=0)
-        if newest > SCHEMA_VERSION:
+        if newest > schema.SCHEMA_VERSION:
             raise store_error(
                 f"the store on {self.where} holds changes written by a newer memcli (catalog schema {newest}; "
-                f"this one knows {SCHEMA_VERSION})",
+                f"this one knows {schema.SCHEMA_VERSION})",
                 hint="Upgrade memcli on this machine (every machine sharing a server should run the same version).",
             )
         by_tx: dict[str, list[LogRecord]] = {}
@@ -319,14 +274,14 @@ class Journal:
             with catalog.transaction(record=False) as db:
                 for stmt in stmts:
                     purged = purged or "VALUES('optimize')" in stmt[0]
-                    _run(db, stmt)
+                    run(db, stmt)
                 _mark_applied(db, [(p.id, tx) for p in parts], tx, max(p.at_ms for p in parts))
         if purged:  # a purge on another machine: no old page of this file keeps the text either
             catalog.db.execute("VACUUM")
             catalog.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def rebuild(self, catalog: Catalog, reason: str, *, quiet_reason: bool = False) -> Catalog:
-        from memcli.backends.catalog import Catalog
+        from memcli.store.catalog import Catalog
 
         path = catalog.path
         catalog.close()

@@ -1,0 +1,43 @@
+"""The memory store: the only code in memcli that speaks SQL.
+
+- ``catalog`` (+ ``schema``, ``keyword``): the SQLite catalog, the source of truth: rows, keyword
+  index, audit log, links, quarantine; reads in domain words.
+- ``core``: ``MemoryStore``, the write protocol (pending -> vector index -> confirmed), locks, recovery.
+- ``recording``: the listener interface a catalog tells its transactions to; ``replica`` implements it
+  for server mode (the Chroma server's change log) without the catalog knowing it.
+"""
+
+from memcli.store.catalog import Catalog
+from memcli.store.core import (
+    MemoryStore,
+    NewMemory,
+    Succession,
+    blob_to_vec,
+    check_space,
+    content_hash,
+    embed_input,
+    new_id,
+    vec_to_blob,
+)
+from memcli.store.keyword import STOPWORDS, KeywordHit, fts_query, query_words
+from memcli.store.schema import COLUMNS, Filter, row_to_memory
+
+__all__ = [
+    "COLUMNS",
+    "STOPWORDS",
+    "Catalog",
+    "Filter",
+    "KeywordHit",
+    "MemoryStore",
+    "NewMemory",
+    "Succession",
+    "blob_to_vec",
+    "check_space",
+    "content_hash",
+    "embed_input",
+    "fts_query",
+    "new_id",
+    "query_words",
+    "row_to_memory",
+    "vec_to_blob",
+]
