@@ -54,6 +54,12 @@ class Memory:
     def current(self) -> bool:
         return self.retired_at is None
 
+    @property
+    def when(self) -> datetime:
+        """The memory's time: when the thing happened if known, else when memcli learned it (the
+        catalog's WHEN expression, memcli/store/schema.py)."""
+        return self.event_at or self.recorded_at
+
     def true_at(self, at: datetime) -> bool:
         """Was this true at ``at``, as memcli knows now? (for recall --as-of)"""
         start = self.valid_from or self.event_at or self.recorded_at

@@ -22,7 +22,7 @@ from memcli.errors import store_error
 from memcli.records import Memory
 from memcli.store.keyword import KeywordSearch
 from memcli.store.recording import ChangeListener, RecordingConnection
-from memcli.store.schema import ADDED_COLUMNS, COLUMNS, SCHEMA, SCHEMA_VERSION, Filter, row_to_memory
+from memcli.store.schema import ADDED_COLUMNS, COLUMNS, SCHEMA, SCHEMA_VERSION, WHEN, Filter, chunks, marks, row_to_memory
 
 
 class Catalog(KeywordSearch):
@@ -113,10 +113,8 @@ class Catalog(KeywordSearch):
 
     def _rows_by_id(self, columns: str, ids: Iterable[str]) -> Iterator[Any]:
         """``SELECT columns`` of the memories with these ids, 500 ids a query (SQLite's variable limit)."""
-        ids = list(ids)
-        for i in range(0, len(ids), 500):
-            part = ids[i : i + 500]
-            yield from self.db.execute(f"SELECT {columns} FROM memories WHERE id IN ({','.join('?' * len(part))})", part)
+        for part in chunks(list(ids)):
+            yield from self.db.execute(f"SELECT {columns} FROM memories WHERE id IN ({marks(len(part))})", part)
 
     def resolve_id(self, prefix: str) -> list[Memory]:
         """Memories whose id starts with ``prefix`` (ids are shown shortened)."""
@@ -137,7 +135,7 @@ class Catalog(KeywordSearch):
         total = self.db.execute(f"SELECT count(*) FROM memories m WHERE {where}", args).fetchone()[0]
         q = (
             f"SELECT {', '.join('m.' + c.strip() for c in COLUMNS.split(','))} FROM memories m WHERE {where} "
-            "ORDER BY coalesce(m.event_at, m.recorded_at) DESC, m.rowid DESC LIMIT ? OFFSET ?"
+            "ORDER BY coalesce(m.event_at, m.recorded_at) DESC, m.rowid DESC LIMIT ? OFFSET ?"  # WHEN, qualified
         )
         rows = self.db.execute(q, [*args, limit, offset]).fetchall()
         return [row_to_memory(r) for r in rows], int(total)
@@ -156,7 +154,7 @@ class Catalog(KeywordSearch):
     def pending(self) -> list[tuple[str, str, str, str, float, bytes]]:
         """Rows whose vector-index write was not confirmed: (id, space, vec_state, kind, when, embedding)."""
         q = (
-            "SELECT id, space, vec_state, kind, coalesce(event_at, recorded_at), embedding FROM memories "
+            f"SELECT id, space, vec_state, kind, {WHEN}, embedding FROM memories "
             "WHERE vec_state IN ('pending_add', 'pending_remove')"
         )
         return list(self.db.execute(q))
@@ -187,21 +185,18 @@ class Catalog(KeywordSearch):
 
     # -- writes (callers hold a transaction) ------------------------------------------------------
     def fts_add(self, db: sqlite3.Connection, ids: Sequence[str]) -> None:
-        for i in range(0, len(ids), 500):
-            part = list(ids[i : i + 500])
+        for part in chunks(ids):
             db.execute(
-                "INSERT INTO memory_fts(rowid, text, keys) SELECT rowid, text, keys FROM memories "
-                f"WHERE id IN ({','.join('?' * len(part))})",
+                f"INSERT INTO memory_fts(rowid, text, keys) SELECT rowid, text, keys FROM memories WHERE id IN ({marks(len(part))})",
                 part,
             )
 
     def fts_remove(self, db: sqlite3.Connection, ids: Sequence[str]) -> None:
         # External-content FTS5 needs the indexed values to delete them: read them before they change.
-        for i in range(0, len(ids), 500):
-            part = list(ids[i : i + 500])
+        for part in chunks(ids):
             db.execute(
                 "INSERT INTO memory_fts(memory_fts, rowid, text, keys) SELECT 'delete', rowid, text, keys "
-                f"FROM memories WHERE id IN ({','.join('?' * len(part))})",
+                f"FROM memories WHERE id IN ({marks(len(part))})",
                 part,
             )
 
@@ -212,9 +207,13 @@ class Catalog(KeywordSearch):
         )
 
     def set_vec_state(self, db: sqlite3.Connection, ids: Sequence[str], state: str) -> None:
-        for i in range(0, len(ids), 500):
-            part = list(ids[i : i + 500])
-            db.execute(f"UPDATE memories SET vec_state = ? WHERE id IN ({','.join('?' * len(part))})", [state, *part])
+        for part in chunks(ids):
+            db.execute(f"UPDATE memories SET vec_state = ? WHERE id IN ({marks(len(part))})", [state, *part])
+
+    def add_links(self, db: sqlite3.Connection, rows: Iterable[tuple[str, str, str, float]]) -> int:
+        """Insert (src, dst, kind, at) links that do not exist yet. Returns how many were new."""
+        cur = db.executemany("INSERT OR IGNORE INTO links(src, dst, kind, at) VALUES(?, ?, ?, ?)", list(rows))
+        return max(cur.rowcount, 0)
 
     def links(self, memory_id: str) -> list[tuple[str, str, str]]:
         """(src, kind, dst) of every link touching ``memory_id``."""

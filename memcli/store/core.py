@@ -33,6 +33,7 @@ from memcli.backends.base import Embedder, Vector, VectorIndex, VectorMeta
 from memcli.errors import ExitCode, MemcliFailure, store_error, usage_error
 from memcli.records import Kind, Memory
 from memcli.store.catalog import Catalog
+from memcli.store.schema import chunks, marks
 
 if TYPE_CHECKING:
     from memcli.store.replica import Journal
@@ -318,13 +319,12 @@ class MemoryStore:
         return ids
 
     def _delete_rows(self, db: Any, ids: Sequence[str]) -> None:
-        for i in range(0, len(ids), 500):
-            part = list(ids[i : i + 500])
-            marks = ",".join("?" * len(part))
-            db.execute(f"DELETE FROM memories WHERE id IN ({marks})", part)
+        for part in chunks(ids):
+            q = marks(len(part))
+            db.execute(f"DELETE FROM memories WHERE id IN ({q})", part)
             # Keep that a deletion happened (an id and a time), nothing of what was said.
-            db.execute(f"DELETE FROM audit WHERE memory_id IN ({marks})", part)
-            db.execute(f"DELETE FROM links WHERE src IN ({marks}) OR dst IN ({marks})", part + part)
+            db.execute(f"DELETE FROM audit WHERE memory_id IN ({q})", part)
+            db.execute(f"DELETE FROM links WHERE src IN ({q}) OR dst IN ({q})", part + part)
 
     def _drop_tombstones(self) -> None:
         tombs = self.catalog.tombstones()
@@ -348,11 +348,10 @@ class MemoryStore:
         with self.write_lock():
             with self.catalog.transaction() as db:
                 self.catalog.fts_remove(db, ids)
-                for i in range(0, len(ids), 500):
-                    part = ids[i : i + 500]
+                for part in chunks(ids):
                     db.execute(
                         "UPDATE memories SET state = 'trashed', trashed_at = ?, vec_state = 'pending_remove' "
-                        f"WHERE id IN ({','.join('?' * len(part))})",
+                        f"WHERE id IN ({marks(len(part))})",
                         [now, *part],
                     )
                 self.catalog.audit(db, now, [(i, "trash", {"reason": reason}) for i in ids])
@@ -368,11 +367,10 @@ class MemoryStore:
         now = time.time()
         with self.write_lock():
             with self.catalog.transaction() as db:
-                for i in range(0, len(ids), 500):
-                    part = ids[i : i + 500]
+                for part in chunks(ids):
                     db.execute(
                         "UPDATE memories SET state = 'active', trashed_at = NULL, vec_state = 'pending_add' "
-                        f"WHERE id IN ({','.join('?' * len(part))})",
+                        f"WHERE id IN ({marks(len(part))})",
                         part,
                     )
                 self.catalog.fts_add(db, ids)
@@ -452,9 +450,8 @@ class MemoryStore:
         with self.write_lock(), self.catalog.transaction() as db:
             self._link(db, src, dst, kind, time.time())
 
-    @staticmethod
-    def _link(db: Any, src: str, dst: str, kind: str, at: float) -> None:
-        db.execute("INSERT OR IGNORE INTO links(src, dst, kind, at) VALUES(?, ?, ?, ?)", (src, dst, kind, at))
+    def _link(self, db: Any, src: str, dst: str, kind: str, at: float) -> None:
+        self.catalog.add_links(db, [(src, dst, kind, at)])
 
     def quarantine(self, operation: str, source: str, error: str, raw: str) -> None:
         """Keep an LLM output that failed to parse or validate, for `memcli doctor`; nothing is applied."""

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 from memcli.errors import store_error
 from memcli.store import schema
 from memcli.store.recording import Stmt, dec, run
+from memcli.store.schema import chunks, marks
 
 if TYPE_CHECKING:
     from memcli.backends.chroma_server import ChangeLog, LogRecord, Segment
@@ -370,9 +371,8 @@ def _keep_sealed_counts(db: sqlite3.Connection, counts: dict[str, int]) -> None:
 
 def _unapplied(db: sqlite3.Connection, ids: Sequence[str]) -> list[str]:
     out: list[str] = []
-    for i in range(0, len(ids), 500):
-        part = list(ids[i : i + 500])
-        q = f"SELECT id FROM replica_applied WHERE id IN ({','.join('?' * len(part))})"
+    for part in chunks(ids):
+        q = f"SELECT id FROM replica_applied WHERE id IN ({marks(len(part))})"
         have = {r[0] for r in sqlite3.Connection.execute(db, q, part)}
         out += [x for x in part if x not in have]
     return out

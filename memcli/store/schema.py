@@ -7,7 +7,7 @@ upgrades older stores in place when it opens them.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +90,23 @@ CREATE TABLE IF NOT EXISTS sources(
 );
 """
 
+# A memory's time (``Memory.when``): event time when known, else recording time. The memories_when index
+# is built on exactly this expression.
+WHEN = "coalesce(event_at, recorded_at)"
+CHUNK = 500  # ids per "IN (...)" query: under SQLite's host-parameter limit on every build
+
+
+def chunks(ids: Sequence[str], size: int = CHUNK) -> Iterator[list[str]]:
+    """``ids`` in lists of at most ``size`` (for ``id IN (?, ...)`` queries)."""
+    for i in range(0, len(ids), size):
+        yield list(ids[i : i + size])
+
+
+def marks(n: int) -> str:
+    """``?, ?, ...`` for ``n`` parameters."""
+    return ",".join("?" * n)
+
+
 COLUMNS = (
     "id, space, text, kind, source, position, recorded_at, event_at, tags, pinned, importance, "
     "access_count, last_access, content_hash, embed_model, keys, state, valid_from, valid_until, retired_at, superseded_by"
@@ -115,7 +132,7 @@ class Filter:
         for tag in self.tags:
             parts.append(f"EXISTS (SELECT 1 FROM json_each({alias}.tags) WHERE value = ?)")
             args.append(tag)
-        when = f"coalesce({alias}.event_at, {alias}.recorded_at)"
+        when = f"coalesce({alias}.event_at, {alias}.recorded_at)"  # WHEN, qualified
         if self.since is not None:
             parts.append(f"{when} >= ?")
             args.append(self.since)
