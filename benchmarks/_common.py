@@ -214,7 +214,7 @@ def model_file(cache: Path = DEFAULT_CACHE) -> Path:
     path = home / "models" / "all-MiniLM-L6-v2.gguf"
     if not path.exists():
         m = Memcli(home=home)
-        m.ctx.embedding_model_path()
+        m._ctx.embedding_model_path()
         m.close()
     return path
 
@@ -252,8 +252,8 @@ def build_store(
         shutil.rmtree(home)
     t0 = time.perf_counter()
     m = open_store(home, model, settings=settings)
-    emb = m.ctx.embedder
-    store = m.ctx.store
+    emb = m._ctx.embedder
+    store = m._ctx.store
     gen = TextGen(seed)
     rng = np.random.default_rng(seed)
     kinds = [Kind(k) for k, _ in KIND_MIX]

@@ -75,7 +75,7 @@ def run_layout(mem: Memcli, path: Path, layout: str, turns: int, threads: int, r
     from memcli.services.chat import ChatSession
 
     model = LlamaChat(path, n_ctx=4096, n_threads=threads, n_gpu_layers=0, seed=0)
-    session = ChatSession(mem.ctx, model, space="demo", remember=True, background=False)
+    session = ChatSession(mem._ctx, model, space="demo", remember=True, background=False)
     session.layout = layout
     session.learn = False
     rows = []

@@ -80,7 +80,7 @@ def populate(mem: Any, n: int, seed: int, start: datetime, days: int) -> int:
 
     rng = random.Random(seed)
     gen = TextGen(seed)
-    emb = mem.ctx.embedder
+    emb = mem._ctx.embedder
     n_facts, n_notes = int(n * 0.3), int(n * 0.4)
     facts = [f"The user noted that {gen.text(rng.randint(6, 14)).rstrip('.').lower()}." for _ in range(n_facts - n_facts // 10)]
     copies = [t.upper() if rng.random() < 0.5 else t.replace(" that ", " ", 1) for t in rng.sample(facts, n_facts // 10)]
@@ -99,7 +99,7 @@ def populate(mem: Any, n: int, seed: int, start: datetime, days: int) -> int:
         when = start.timestamp() + rng.random() * span
         rows.append((NewMemory(text, kind=kind, source="bench", tags=tags, event_at=when), emb.embed_documents([text])[0]))
     for i in range(0, len(rows), 500):
-        mem.ctx.store.add("default", rows[i : i + 500], emb.model_id)
+        mem._ctx.store.add("default", rows[i : i + 500], emb.model_id)
     return len(rows)
 
 
@@ -107,7 +107,7 @@ def baseline(mem: Any) -> float:
     """The searches alone: pairwise similarity of every fact, one Chroma query per note/fact/summary."""
     import numpy as np
 
-    db = mem.ctx.store.catalog.db
+    db = mem._ctx.store.catalog.db
     t = time.perf_counter()
     facts = [
         np.frombuffer(r[0], dtype=np.float32)
@@ -117,7 +117,7 @@ def baseline(mem: Any) -> float:
         m = np.vstack(facts)
         for i in range(0, len(m), 100):
             _ = m[i : i + 100] @ m.T
-    index = mem.ctx.store.index
+    index = mem._ctx.store.index
     for (blob,) in db.execute("SELECT embedding FROM memories WHERE kind IN ('note', 'fact', 'summary') AND state = 'active'"):
         index.query("default", [float(x) for x in np.frombuffer(blob, dtype=np.float32)], 13)
     return time.perf_counter() - t
@@ -133,7 +133,7 @@ def bench_sizes(sizes: list[int], model: Path) -> list[list[str]]:
         with tempfile.TemporaryDirectory(prefix="memcli-bench-cons-") as d:
             mem = open_store(Path(d) / "home", model)
             built = populate(mem, n, 1, NOW - timedelta(days=28), 28)
-            mem.ctx.store.index.count("default")  # open Chroma before timing (not consolidate's cost)
+            mem._ctx.store.index.count("default")  # open Chroma before timing (not consolidate's cost)
             base = baseline(mem)
             t = time.perf_counter()
             first = mem.consolidate(use_llm=False, now=NOW)

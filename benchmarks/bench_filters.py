@@ -49,7 +49,7 @@ def main() -> None:
     model = c.model_file(args.cache)
     info = c.build_store(size, real=0, model=model, cache=args.cache)
     m = c.open_store(info.home, model)
-    emb, store = m.ctx.embedder, m.ctx.store
+    emb, store = m._ctx.embedder, m._ctx.store
     db = store.catalog.db
     col = store.index.client.get_collection("memcli-default", embedding_function=None)
     qs = c.queries(nq)

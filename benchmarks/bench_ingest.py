@@ -50,24 +50,24 @@ def texts_for(kind: str, n: int, seed: int) -> list[str]:
 def run_length(kind: str, n: int, rounds: int, block: int, model: Path, work: Path) -> list[str]:
     stores = {meth: c.open_store(work / f"{kind}-{i}", model) for i, meth in enumerate(STORES)}
     m_add = stores["Memcli.add"]
-    llm = m_add.ctx.embedder.llm  # the one Llama object all these stores share (memcli caches it)
+    llm = m_add._ctx.embedder.llm  # the one Llama object all these stores share (memcli caches it)
     for m in stores.values():
         m.add("warm-up text so the store, the index and the model are open")
     llm.embed("warm up")
-    raw_col = m_add.ctx.store.index.client.get_or_create_collection(
+    raw_col = m_add._ctx.store.index.client.get_or_create_collection(
         "bench-raw", metadata={"hnsw:space": "cosine"}, embedding_function=None
     )
 
     # Per-job probe totals: the embedder is shared, but each job runs alone and writes to its own store.
     probe = c.Probe()
-    emb = m_add.ctx.embedder
+    emb = m_add._ctx.embedder
     probe.wrap(emb, "embed_documents", "embed")
     probe.wrap(emb, "count_tokens", "count_tokens")
     for m in stores.values():
-        probe.wrap(m.ctx.store.catalog, "by_hash", "by_hash (dedupe)")
-        probe.wrap(m.ctx.store, "apply", "apply")
-        probe.wrap(m.ctx.store.index, "upsert", "Chroma upsert")
-        probe.wrap(m.ctx.store.catalog, "by_ids", "by_ids (read back)")
+        probe.wrap(m._ctx.store.catalog, "by_hash", "by_hash (dedupe)")
+        probe.wrap(m._ctx.store, "apply", "apply")
+        probe.wrap(m._ctx.store.index, "upsert", "Chroma upsert")
+        probe.wrap(m._ctx.store.catalog, "by_ids", "by_ids (read back)")
     pieces: dict[str, dict[str, float]] = {meth: {} for meth in STORES}
 
     rates: dict[str, list[float]] = {meth: [] for meth in METHODS}

@@ -78,9 +78,9 @@ def bench_size(size: int, args: argparse.Namespace, model: Path, qs: list[str]) 
         f"{info.real:,} real embeddings, the rest random unit vectors; {c.load_note()}\n"
     )
     m = c.open_store(info.home, model, threads=args.threads)
-    emb = m.ctx.embedder
-    store = m.ctx.store
-    cand = m.ctx.settings.recall.candidates
+    emb = m._ctx.embedder
+    store = m._ctx.store
+    cand = m._ctx.settings.recall.candidates
     ms_ = modes()
     # Warm-up: load the model, open Chroma, fill caches.
     for q in qs[: args.warmup]:

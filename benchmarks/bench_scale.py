@@ -56,7 +56,7 @@ def child(mode: str, size: int, args: argparse.Namespace) -> dict[str, Any]:
     open_t0 = time.perf_counter()
     m.list(limit=1)  # opens the store (server mode: connects and syncs)
     open_s = time.perf_counter() - open_t0
-    emb = m.ctx.embedder
+    emb = m._ctx.embedder
     qs = c.queries(args.queries)
     for q in qs[:5]:
         m.recall(q, touch=False, now=c.NOW)
@@ -67,11 +67,11 @@ def child(mode: str, size: int, args: argparse.Namespace) -> dict[str, Any]:
         t_rec.append(time.perf_counter() - t0)
     # Brute force over the same vectors: every embedding in the catalog, one matrix product per query.
     t0 = time.perf_counter()
-    blobs = [r[0] for r in m.ctx.store.catalog.db.execute("SELECT embedding FROM memories")]
+    blobs = [r[0] for r in m._ctx.store.catalog.db.execute("SELECT embedding FROM memories")]
     mat = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1)
     del blobs
     load_s = time.perf_counter() - t0
-    cand = m.ctx.settings.recall.candidates
+    cand = m._ctx.settings.recall.candidates
     t_np: list[float] = []
     for q in qs:
         t0 = time.perf_counter()

@@ -70,7 +70,7 @@ def run_size(size: int, args: argparse.Namespace, root: Path, model: Path) -> li
         for layout, m in opened.items():
             m.list(limit=1)
             probes[layout] = c.Probe()
-            probes[layout].wrap(m.ctx.store.catalog.journal.log, "append", "append")
+            probes[layout].wrap(m._ctx.store.catalog.journal.log, "append", "append")
         gen = c.TextGen(c.SEED + 7)
         for _ in range(args.adds):
             for layout, m in opened.items():
@@ -82,7 +82,7 @@ def run_size(size: int, args: argparse.Namespace, root: Path, model: Path) -> li
                 out[layout]["add"].append(time.perf_counter() - t0)
                 out[layout]["append"].append(probes[layout].totals.get("append", 0.0))
         for layout, m in opened.items():
-            out[layout]["segments"] = len(m.ctx.store.catalog.journal.log.segments())
+            out[layout]["segments"] = len(m._ctx.store.catalog.journal.log.segments())
             probes[layout].remove()
             m.close()
         return list(out.values())

@@ -50,10 +50,10 @@ def mark(name): t.append((name, time.perf_counter()))
 import memcli.cli.app; mark("import memcli.cli (typer, rich)")
 from memcli.api import Memcli
 m = Memcli(); mark("import memcli.api + Memcli()")
-store = m.ctx.store; mark("open catalog (SQLite) + reconcile")
+store = m._ctx.store; mark("open catalog (SQLite) + reconcile")
 store.index.client; mark("import chromadb + PersistentClient")
 import llama_cpp; mark("import llama_cpp")
-emb = m.ctx.embedder; mark("load embedding model + check_model")
+emb = m._ctx.embedder; mark("load embedding model + check_model")
 qv = emb.embed_query({query!r}); mark("embed query")
 store.index.query("default", qv, 50); mark("first Chroma query (loads the index)")
 from memcli.store import Filter
@@ -67,7 +67,7 @@ def embed_threads(home: Path, model: Path) -> int:
     from memcli.backends.llama_embedder import default_threads
 
     m = c.open_store(home, model)
-    n = int(m.ctx.settings.embedding.n_threads) or default_threads()
+    n = int(m._ctx.settings.embedding.n_threads) or default_threads()
     m.close()
     return n
 

@@ -184,10 +184,10 @@ def replay(index: int, conv: dict[str, Any], settings: dict[tuple[str, str], obj
     sessions, st = exchanges(conv)
     home = tmp / f"home-{index}"
     mem = Memcli(home=home, settings=settings)
-    count = mem.ctx.embedder.count_tokens
+    count = mem._ctx.embedder.count_tokens
     now = [sessions[0][0].at]
-    model = ReplayModel(count, mem.ctx.settings.chat.summary_tokens)
-    session = ChatSession(mem.ctx, model, remember=True, clock=lambda: now[0], background=False)
+    model = ReplayModel(count, mem._ctx.settings.chat.summary_tokens)
+    session = ChatSession(mem._ctx, model, remember=True, clock=lambda: now[0], background=False)
     session.learn = False  # only episodes: no fact extraction, no profile
     system_tokens = count(session.system) + PER_MESSAGE
     history = 0  # tokens of every earlier message of the whole conversation (all sessions)
@@ -231,7 +231,7 @@ def replay(index: int, conv: dict[str, Any], settings: dict[tuple[str, str], obj
             )
             history += user_tokens + (count(e.reply) + PER_MESSAGE if e.reply else 0)
     session.close()
-    chat = mem.ctx.settings.chat
+    chat = mem._ctx.settings.chat
     mem.close()
     return {
         "settings": {

@@ -106,7 +106,7 @@ def evidence_rows(home: Path, space: str, qas: list[tuple[dict[str, Any], list[s
         if k:
             over[("chat", "recall_k")] = k
         m = Memcli(home=home, settings=over)
-        session = ChatSession(m.ctx, counter, space=space, remember=False, background=False)
+        session = ChatSession(m._ctx, counter, space=space, remember=False, background=False)
         shares, mem_tokens, shown, added = [], [], [], []
         t0 = time.perf_counter()
         for qa, gold in qas:
@@ -162,14 +162,14 @@ def answer_rows(
     home: Path, space: str, qas: list[tuple[dict[str, Any], list[str]]], now: Any, model: Any, caps: Sequence[int]
 ) -> tuple[list[list[object]], dict[str, Any]]:
     mem = Memcli(home=home, settings={("chat", "temperature"): 0.0})
-    session = ChatSession(mem.ctx, model, space=space, remember=False, background=False)
-    empty = ChatSession(mem.ctx, model, space="empty-space", remember=False, background=False)
-    default_cap = mem.ctx.settings.chat.memory_tokens
+    session = ChatSession(mem._ctx, model, space=space, remember=False, background=False)
+    empty = ChatSession(mem._ctx, model, space="empty-space", remember=False, background=False)
+    default_cap = mem._ctx.settings.chat.memory_tokens
     others: dict[int, tuple[Memcli, ChatSession]] = {}
     for cap in caps:
         if cap != default_cap:
             m = Memcli(home=home, settings={("chat", "temperature"): 0.0, ("chat", "memory_tokens"): cap})
-            others[cap] = (m, ChatSession(m.ctx, model, space=space, remember=False, background=False))
+            others[cap] = (m, ChatSession(m._ctx, model, space=space, remember=False, background=False))
     sp = session.sampling
     by_id = {d: m for m in mem.list(space=space, limit=100_000).memories for d in dia_ids(m)}
     history = sorted(by_id.values(), key=lambda m: (m.event_at or m.recorded_at, m.id))
@@ -193,7 +193,7 @@ def answer_rows(
         for cap, (_, other) in others.items():
             p = other.prepare(q, at=now)
             plans[f"memcli, memory_tokens {cap}"] = (p.messages, [chat_prompt.memory_line(h.memory) for h in p.hits])
-        room = mem.ctx.settings.chat.memory_tokens  # the same memory budget, filled by recency instead of recall
+        room = mem._ctx.settings.chat.memory_tokens  # the same memory budget, filled by recency instead of recall
         recent: list[Memory] = []
         for m in reversed(history):
             room -= model.count_tokens(chat_prompt.memory_line(m)) + 1
@@ -253,7 +253,7 @@ def main() -> int:
         path = Path(tmp) / "conv.jsonl"
         known, last = to_jsonl(conv, path)
         mem = Memcli(home=home)
-        if not mem.ctx.store.catalog.spaces().get(space):
+        if not mem._ctx.store.catalog.spaces().get(space):
             t = time.perf_counter()
             mem.ingest([path], space=space)
             print(f"ingested {len(known)} turns in {time.perf_counter() - t:.0f} s", file=sys.stderr)

@@ -147,12 +147,12 @@ def _write(mem: Any, items: list[tuple[str, str, tuple[str, ...], float]]) -> li
     from memcli.records import Kind
     from memcli.store import NewMemory
 
-    emb = mem.ctx.embedder
+    emb = mem._ctx.embedder
     rows = [
         (NewMemory(text, kind=Kind(kind), source="kill-test", tags=tags, event_at=when), emb.embed_documents([text])[0])
         for text, kind, tags, when in items
     ]
-    ids: list[str] = mem.ctx.store.add("default", rows, emb.model_id)
+    ids: list[str] = mem._ctx.store.add("default", rows, emb.model_id)
     return ids
 
 
@@ -188,7 +188,7 @@ def _consistent(mem: Any) -> tuple[bool, list[str]]:
 def cmd_check(seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     mem = _open()
-    store = mem.ctx.store  # opening it completes what the killed run left unfinished
+    store = mem._ctx.store  # opening it completes what the killed run left unfinished
     replayed = sum(1 for n in mem.notices if "unfinished" in n)
     ok, bad = _consistent(mem)
     facts = [r[0] for r in store.catalog.db.execute("SELECT text FROM memories WHERE kind = 'fact' AND state = 'active'")]
@@ -208,7 +208,7 @@ def cmd_verify() -> dict[str, Any]:
 
     originals = json.loads((Path(os.environ["MEMCLI_HOME"]) / "originals.json").read_text())
     mem = _open()
-    cat = mem.ctx.store.catalog
+    cat = mem._ctx.store.catalog
     ok, _ = _consistent(mem)
     rows = cat.by_ids(originals)
     merged_into = {r[1]: r[0] for r in cat.db.execute("SELECT src, dst FROM links WHERE kind = 'merged_from'")}
@@ -232,7 +232,7 @@ def cmd_verify() -> dict[str, Any]:
     dups = len(norms) - len(set(norms))
     vecs = np.vstack([np.frombuffer(r[2], dtype=np.float32) for r in active]) if active else np.zeros((0, 1))
     sims = vecs @ vecs.T
-    cfg = mem.ctx.settings.consolidate
+    cfg = mem._ctx.settings.consolidate
     for i, j in zip(*np.nonzero(np.triu(sims >= cfg.duplicate_similarity, 1))):
         dups += int(_norm(active[i][1]) != _norm(active[j][1]) and same_text(active[i][1], active[j][1], cfg.duplicate_jaccard))
     mem.close()

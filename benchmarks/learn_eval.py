@@ -132,7 +132,7 @@ def run_row(name: str, dialogs: dict[str, list[dict[str, Any]]], home: Path, mod
     t0 = time.perf_counter()
     for d, items in dialogs.items():
         space = re.sub(r"[^a-z0-9-]", "-", f"{name}-{d}".lower())
-        session = ChatSession(mem.ctx, model, space=space, remember=True, background=False)
+        session = ChatSession(mem._ctx, model, space=space, remember=True, background=False)
         by_id = {it["id"]: it for it in items}
         for it in items:
             if isinstance(model, GoldChat):
@@ -218,15 +218,15 @@ def contamination(dialogs: dict[str, list[dict[str, Any]]], home: Path) -> dict[
         space = f"contam-{d}"
         for it in items:
             at = datetime.fromisoformat(it["at"]).astimezone()
-            session = ChatSession(mem.ctx, GoldChat(), space=space, remember=True, background=False, clock=lambda at=at: at)
+            session = ChatSession(mem._ctx, GoldChat(), space=space, remember=True, background=False, clock=lambda at=at: at)
             plan = session.prepare(it["text"], at=at)
             if not asks_about_assistant(it["text"]) and plan.need.value != "none":
                 shown += len(plan.hits)
                 shown_asst += sum(is_assistant_turn(h.memory) for h in plan.hits)
                 notes = plan.messages[-1].content.rsplit("\n\n", 1)[0]
                 leaked += any(w in notes for w in INVENTED_WORDS)
-                if mem.ctx.store.catalog.spaces().get(space):
-                    hits = mem.recall(it["text"], k=mem.ctx.settings.chat.recall_k, space=space, now=at, touch=False).hits
+                if mem._ctx.store.catalog.spaces().get(space):
+                    hits = mem.recall(it["text"], k=mem._ctx.settings.chat.recall_k, space=space, now=at, touch=False).hits
                     top += len(hits)
                     top_asst += sum(is_assistant_turn(h.memory) for h in hits)
             session.finish(it["text"], INVENTED, plan, at=at)

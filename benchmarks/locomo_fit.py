@@ -44,7 +44,7 @@ def collect(mem: Memcli, data: list[dict[str, Any]], tmp: Path) -> list[list[Poo
         for qa in conv["qa"]:
             gold = evidence(qa, known)
             if gold:
-                ms, x = fusion_features(mem.ctx, qa["question"], space=space, now=last.astimezone())
+                ms, x = fusion_features(mem._ctx, qa["question"], space=space, now=last.astimezone())
                 dia = [next((t for t in m.tags if t.startswith("D")), "") for m in ms]
                 pools.append((x, dia, gold, qa["category"]))
         out.append(pools)

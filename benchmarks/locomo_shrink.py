@@ -76,7 +76,7 @@ def disk_bytes(home: Path) -> int:
 
 
 def active(mem: Memcli) -> int:
-    return int(mem.ctx.store.catalog.db.execute("SELECT count(*) FROM memories WHERE state = 'active'").fetchone()[0])
+    return int(mem._ctx.store.catalog.db.execute("SELECT count(*) FROM memories WHERE state = 'active'").fetchone()[0])
 
 
 def measure(home: Path, qs: list[tuple[str, str, datetime, list[str], int, bool]]) -> dict[str, Any]:

@@ -32,9 +32,9 @@ PIECES = ("embed", "vector index", "keyword (FTS5)", "all-terms check", "catalog
 
 
 def wrap_pieces(m: Any) -> c.Probe:
-    store = m.ctx.store
+    store = m._ctx.store
     probe = c.Probe()
-    probe.wrap(m.ctx.embedder, "embed_query", "embed")
+    probe.wrap(m._ctx.embedder, "embed_query", "embed")
     probe.wrap(store.index, "query", "vector index")
     probe.wrap(store.catalog, "keyword_hits", "keyword (FTS5)")
     probe.wrap(store.catalog, "matches_all_terms", "all-terms check")

@@ -23,17 +23,22 @@ from memcli.context import Context
 from memcli.paths import Paths
 from memcli.records import AddResult, ForgetResult, Kind, Memory, Page, RecallResult, Stats
 
-if TYPE_CHECKING:
-    from memcli.backends.base import ChatModel
-    from memcli.services.chat import ChatSession
-    from memcli.services.consolidate import ConsolidateReport
-    from memcli.services.doctor import DoctorReport
-    from memcli.services.history import MemoryHistory
-    from memcli.services.ingest import IngestReport
-    from memcli.services.migrate import MigrateResult
-    from memcli.services.prune import PrunePlan, PruneResult
-    from memcli.services.reindex import ReindexResult
-    from memcli.services.transfer import ExportResult, ImportResult
+if TYPE_CHECKING:  # the result types, re-exported: callers (the CLI too) import them from here
+    from memcli.backends.base import ChatModel as ChatModel
+    from memcli.services.chat import ChatSession as ChatSession
+    from memcli.services.consolidate import ConsolidateReport as ConsolidateReport
+    from memcli.services.doctor import DoctorReport as DoctorReport
+    from memcli.services.history import MemoryHistory as MemoryHistory
+    from memcli.services.ingest import IngestReport as IngestReport
+    from memcli.services.migrate import MigrateResult as MigrateResult
+    from memcli.services.models import ConvertedModel as ConvertedModel
+    from memcli.services.models import ModelsListing as ModelsListing
+    from memcli.services.models import PulledModel as PulledModel
+    from memcli.services.prune import PrunePlan as PrunePlan
+    from memcli.services.prune import PruneResult as PruneResult
+    from memcli.services.reindex import ReindexResult as ReindexResult
+    from memcli.services.transfer import ExportResult as ExportResult
+    from memcli.services.transfer import ImportResult as ImportResult
 
 
 class Memcli:
@@ -55,12 +60,32 @@ class Memcli:
         overrides = dict(settings or {})
         if space is not None:
             overrides[("store", "space")] = space
-        self.ctx = Context(Paths.resolve(env), env=env, overrides=overrides)
+        self._ctx = Context(Paths.resolve(env), env=env, overrides=overrides)
 
     @property
     def notices(self) -> list[str]:
         """Things worth telling the user (a model converted, interrupted writes completed)."""
-        return self.ctx.notices
+        return self._ctx.notices
+
+    def listen(self, *, on_wait: Callable[[], None] | None = None, on_notice: Callable[[str], None] | None = None) -> None:
+        """``on_wait``: told when a write must wait for another memcli process; ``on_notice``: told each
+        notice as it happens (instead of collecting it in :attr:`notices`)."""
+        self._ctx.on_wait = on_wait
+        self._ctx.on_notice = on_notice
+
+    @property
+    def ctx(self) -> Context:  # TEMPORARY during the issue-15 merge; removed before it lands
+        return self._ctx
+
+    @property
+    def data_dir(self) -> Path:
+        """Where this store's files live (owner-only)."""
+        return self._ctx.paths.data_dir
+
+    @property
+    def config_file(self) -> Path:
+        """The user's config file (it may not exist yet)."""
+        return self._ctx.paths.config_file
 
     def add(
         self,
@@ -75,7 +100,7 @@ class Memcli:
     ) -> AddResult:
         from memcli.services import memories as _memories
 
-        return _memories.add(self.ctx, text, kind=kind, tags=tags, pinned=pinned, when=when, space=space, source=source)
+        return _memories.add(self._ctx, text, kind=kind, tags=tags, pinned=pinned, when=when, space=space, source=source)
 
     def recall(
         self,
@@ -101,7 +126,7 @@ class Memcli:
         from memcli.services import recall as _recall
 
         return _recall.recall(
-            self.ctx,
+            self._ctx,
             query,
             k=k,
             kinds=kinds,
@@ -130,13 +155,13 @@ class Memcli:
         Call ``session.close()`` at the end: it finishes learning from the conversation."""
         from memcli.services.chat import ChatSession
 
-        llm = model if model is not None and not isinstance(model, str) else self.ctx.load_chat_model(model)
-        return ChatSession(self.ctx, llm, space=space, remember=remember, system=system)
+        llm = model if model is not None and not isinstance(model, str) else self._ctx.load_chat_model(model)
+        return ChatSession(self._ctx, llm, space=space, remember=remember, system=system)
 
     def show(self, ref: str) -> Memory:
         from memcli.services import memories as _memories
 
-        return _memories.show(self.ctx, ref)
+        return _memories.show(self._ctx, ref)
 
     def list(
         self,
@@ -153,7 +178,7 @@ class Memcli:
         from memcli.services import memories as _memories
 
         return _memories.list_memories(
-            self.ctx, space=space, kinds=kinds, tags=tags, since=since, until=until, trash=trash, limit=limit, offset=offset
+            self._ctx, space=space, kinds=kinds, tags=tags, since=since, until=until, trash=trash, limit=limit, offset=offset
         )
 
     def forget(
@@ -168,17 +193,17 @@ class Memcli:
     ) -> ForgetResult:
         from memcli.services import memories as _memories
 
-        return _memories.forget(self.ctx, refs, query=query, k=k, space=space, purge=purge, dry_run=dry_run)
+        return _memories.forget(self._ctx, refs, query=query, k=k, space=space, purge=purge, dry_run=dry_run)
 
     def restore(self, refs: Sequence[str]) -> builtins.list[Memory]:
         from memcli.services import memories as _memories
 
-        return _memories.restore(self.ctx, refs)
+        return _memories.restore(self._ctx, refs)
 
     def stats(self, *, space: str | None = None) -> Stats:
         from memcli.services import memories as _memories
 
-        return _memories.stats(self.ctx, space)
+        return _memories.stats(self._ctx, space)
 
     def ingest(
         self,
@@ -199,7 +224,7 @@ class Memcli:
         from memcli.services import ingest as _ingest
 
         return _ingest.ingest(
-            self.ctx,
+            self._ctx,
             [Path(p) for p in paths],
             space=space,
             fmt=fmt,
@@ -217,16 +242,16 @@ class Memcli:
         in the user's config file)."""
         from memcli.services import reindex as _reindex
 
-        return _reindex.reindex(self.ctx, progress, model=model)
+        return _reindex.reindex(self._ctx, progress, model=model)
 
     def doctor(self, *, repair: bool = False) -> DoctorReport:
         """Check that catalog, keyword index and vector index agree; ``repair`` rebuilds from the catalog."""
         from memcli.services import doctor as _doctor
 
-        return _doctor.doctor(self.ctx, repair=repair)
+        return _doctor.doctor(self._ctx, repair=repair)
 
     def close(self) -> None:
-        self.ctx.close()
+        self._ctx.close()
 
     def consolidate(
         self,
@@ -247,7 +272,7 @@ class Memcli:
         from memcli.services import consolidate as _consolidate
 
         return _consolidate.consolidate(
-            self.ctx, space=space, model=model, use_llm=use_llm, dry_run=dry_run, since=since, wait=wait, now=now
+            self._ctx, space=space, model=model, use_llm=use_llm, dry_run=dry_run, since=since, wait=wait, now=now
         )
 
     def prune(
@@ -269,20 +294,20 @@ class Memcli:
         from memcli.services import prune as _prune
 
         return _prune.prune(
-            self.ctx, space=space, kinds=kinds, older_than=older_than, threshold=threshold, now=now, apply=apply, purge=purge
+            self._ctx, space=space, kinds=kinds, older_than=older_than, threshold=threshold, now=now, apply=apply, purge=purge
         )
 
     def apply_prune(self, plan: PrunePlan, *, purge: bool = False) -> PruneResult:
         """Carry out a plan from :meth:`prune` (after showing it); memories changed since are skipped."""
         from memcli.services import prune as _prune
 
-        return _prune.apply_prune(self.ctx, plan, purge=purge)
+        return _prune.apply_prune(self._ctx, plan, purge=purge)
 
     def history(self, ref: str) -> MemoryHistory:
         """A memory's audit log, links and temporal fields (also for a purged id: its audit entries)."""
         from memcli.services import history as _history
 
-        return _history.history(self.ctx, ref)
+        return _history.history(self._ctx, ref)
 
     def export(
         self,
@@ -299,7 +324,7 @@ class Memcli:
 
         target = Path(dest) if isinstance(dest, str) else dest
         return _transfer.export(
-            self.ctx, target, space=space, trash=trash, markdown=Path(markdown) if markdown is not None else None
+            self._ctx, target, space=space, trash=trash, markdown=Path(markdown) if markdown is not None else None
         )
 
     def migrate(self, *, to_url: str | None = None, from_url: str | None = None) -> MigrateResult:
@@ -307,7 +332,7 @@ class Memcli:
         ``from_url`` into the embedded store (lossless; the target must be empty, the source is kept)."""
         from memcli.services import migrate as _migrate
 
-        return _migrate.migrate(self.ctx, to_url=to_url, from_url=from_url)
+        return _migrate.migrate(self._ctx, to_url=to_url, from_url=from_url)
 
     def import_(self, source: str | Path | bytes, *, name: str | None = None) -> ImportResult:
         """Import a file written by :meth:`export` (a path, or its bytes). Ids are kept; ids already in
@@ -315,4 +340,58 @@ class Memcli:
         otherwise. The whole file is checked first: a malformed one imports nothing."""
         from memcli.services import transfer as _transfer
 
-        return _transfer.import_(self.ctx, Path(source) if isinstance(source, str) else source, name=name)
+        return _transfer.import_(self._ctx, Path(source) if isinstance(source, str) else source, name=name)
+
+
+# -- what needs no store ----------------------------------------------------------------------------
+def parse_time(value: str, now: datetime | None = None) -> datetime:
+    """A point in time in the words `--since/--until/--when` accept (ISO dates, 'yesterday', '3 weeks
+    ago', ...); raises a usage failure listing the forms."""
+    from memcli.text.timeexpr import parse_when
+
+    return parse_when(value, now)
+
+
+def parse_kind(value: str) -> Kind:
+    """A memory kind by name; raises a usage failure listing the kinds."""
+    from memcli.services.memories import parse_kind as parse
+
+    return parse(value)
+
+
+def settings(env: dict[str, str] | None = None) -> Sequence[tuple[str, str, object, str]]:
+    """Every setting as (section, key, effective value, where it came from)."""
+    from memcli import config
+
+    return config.load(Paths.resolve(env).config_file).items()
+
+
+def locations(env: dict[str, str] | None = None) -> builtins.list[tuple[str, Path]]:
+    """Where the config file, data, models and logs live (MEMCLI_HOME moves them all)."""
+    p = Paths.resolve(env)
+    return [("config", p.config_file), ("data", p.data_dir), ("models", p.models_dir), ("logs", p.log_dir)]
+
+
+def models(env: dict[str, str] | None = None) -> ModelsListing:
+    """Installed GGUF models (and which is in use) and the recommended ones that can be pulled."""
+    from memcli import config
+    from memcli.services import models as _models
+
+    paths = Paths.resolve(env)
+    return _models.list_models(paths, config.load(paths.config_file))
+
+
+def import_model(src: Path, *, name: str | None = None, env: dict[str, str] | None = None) -> ConvertedModel:
+    """Convert a local BERT-family checkpoint into a GGUF embedding model in the models folder."""
+    from memcli.services import models as _models
+
+    return _models.import_checkpoint(Paths.resolve(env), src, name)
+
+
+def pull_model(
+    name: str, *, progress: Callable[[int, int | None], None] | None = None, env: dict[str, str] | None = None
+) -> PulledModel:
+    """Download a recommended model (or ``hf:OWNER/REPO/FILE.gguf``): the only call that uses the network."""
+    from memcli.services import models as _models
+
+    return _models.pull(Paths.resolve(env), name, progress)

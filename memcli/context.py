@@ -140,7 +140,7 @@ class Context:
         )
         store.on_wait = self.on_wait
         with store.write_lock():
-            store.catalog = journal.sync(store.catalog)
+            store.sync()
         return store
 
     def embedding_model_path(self) -> Path:

@@ -93,7 +93,7 @@ def test_keyword_hits_score_text_and_keys_apart(mem: Memcli, tmp_path: Path) -> 
     session = {"session": "s1", "time": "2024-05-01T10:00:00", "messages": [{"speaker": s, "text": t} for s, t in turns]}
     src.write_text(json.dumps(session) + "\n")
     mem.ingest([src])
-    hits = {mem.show(h.id).text: h for h in mem.ctx.store.catalog.keyword_hits(Filter(space="default"), "puppy biscuit", 10)}
+    hits = {mem.show(h.id).text: h for h in mem._ctx.store.catalog.keyword_hits(Filter(space="default"), "puppy biscuit", 10)}
     own = hits["A: we adopted a puppy named Biscuit"]
     beside = hits["B: how is the training going?"]  # matches only through its neighbour in its keys
     assert own.text > 0 and beside.text == 0.0
@@ -121,9 +121,9 @@ def test_learned_fusion_brings_the_answer_beside_the_match_and_rrf_remains_selec
             hits = m.recall("Which place did Jon's team win in the dance competition?", k=3, now=NOW, touch=False).hits
             results[fusion_mode] = [h.memory.text for h in hits]
             if fusion_mode == "learned":
-                pool, x = fusion_features(m.ctx, "Which place did Jon's team win in the dance competition?", now=NOW)
+                pool, x = fusion_features(m._ctx, "Which place did Jon's team win in the dance competition?", now=NOW)
                 assert x.shape == (len(pool), len(fusion.FEATURES))
-                assert len(pool) == len({p.id for p in pool}) <= 2 * m.ctx.settings.recall.candidates
+                assert len(pool) == len({p.id for p in pool}) <= 2 * m._ctx.settings.recall.candidates
         finally:
             m.close()
     # The turn that names the competition and the answer beside it (which shares only "place") come

@@ -67,7 +67,7 @@ def test_reingest_is_idempotent_and_incremental(mem: Memcli, tmp_path: Path) -> 
     assert mem.show(swim.id).id == swim.id  # the unchanged chunk kept its id (and its recall count)
     texts = [m.text for m in mem.list(limit=50).memories]
     assert "Watched a film about owls." in texts and not any("whales" in t for t in texts)
-    assert mem.ctx.store.index.count("default") == 3
+    assert mem._ctx.store.index.count("default") == 3
 
 
 def test_bad_files_are_skipped_with_reasons(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -114,7 +114,7 @@ def test_ctrl_c_mid_ingest_keeps_whole_files_only(mem: Memcli, tmp_path: Path) -
     rest = mem.ingest([root])
     assert rest.count("unchanged") == 3 and rest.count("added") == 3
     assert mem.list(limit=100).total == 6
-    assert mem.ctx.store.index.count("default") == 6
+    assert mem._ctx.store.index.count("default") == 6
 
 
 def test_jsonl_memory_and_conversation_forms(mem: Memcli, tmp_path: Path) -> None:
@@ -177,7 +177,7 @@ def test_prune_missing_forgets_deleted_files(mem: Memcli, tmp_path: Path) -> Non
     report = mem.ingest([root], prune_missing=True)
     assert report.count("removed") == 1
     assert [m.text for m in mem.list().memories] == ["apples are red"]
-    assert mem.ctx.store.index.count("default") == 1
+    assert mem._ctx.store.index.count("default") == 1
     write(root / "b.md", "bananas are yellow")
     assert mem.ingest([root]).count("added") == 1  # its source record went too: it comes back cleanly
 
@@ -242,7 +242,7 @@ def test_realistic_tree_of_hundreds_of_files(mem: Memcli, tmp_path: Path) -> Non
     assert first.count("added") == 300 and first.count("skipped") == len(bad)
     total = m.list(limit=1).total
     assert total == first.chunks_added >= 300
-    assert m.ctx.store.index.count("default") == total
+    assert m._ctx.store.index.count("default") == total
     # Journal dates from both layouts and from front matter became event times.
     hit = m.recall("Entry 1 about running", k=1).hits[0].memory
     assert hit.event_at is not None and hit.event_at.astimezone().strftime("%Y-%m-%d") == "2025-02-02"

@@ -30,9 +30,9 @@ def corpus(mem: Memcli) -> dict[str, list[str]]:
     texts[12] += " tea"
     texts[14] += " tea"
     texts.append("coffee in zanzibar with the harbour view")
-    dim = mem.ctx.embedder.dim
+    dim = mem._ctx.embedder.dim
     items = [(NewMemory(text=t), [1.0] + [0.0] * (dim - 1)) for t in texts]
-    ids = mem.ctx.store.apply("default", items, mem.ctx.embedder.model_id)
+    ids = mem._ctx.store.apply("default", items, mem._ctx.embedder.model_id)
     by = {t: i for t, i in zip(texts, ids)}
     return {
         "coffee": [by[t] for t in texts if "coffee" in t],
@@ -43,7 +43,7 @@ def corpus(mem: Memcli) -> dict[str, list[str]]:
 
 
 def kw(mem: Memcli, query: str, budget: int, n: int = 50) -> list[str]:
-    return [i for i, _ in mem.ctx.store.catalog.keyword(Filter(space="default"), query, n, budget)]
+    return [i for i, _ in mem._ctx.store.catalog.keyword(Filter(space="default"), query, n, budget)]
 
 
 def test_a_budget_above_every_word_changes_nothing(mem: Memcli, corpus: dict[str, list[str]]) -> None:
@@ -74,7 +74,7 @@ def test_only_a_common_word_ranks_its_newest_matches(mem: Memcli, corpus: dict[s
 
 
 def test_recall_reads_the_budget_from_the_config(mem: Memcli, corpus: dict[str, list[str]]) -> None:
-    assert mem.ctx.settings.recall.keyword_max_docs == 10000  # the shipped default
+    assert mem._ctx.settings.recall.keyword_max_docs == 10000  # the shipped default
     small = Memcli(settings={("recall", "keyword_max_docs"): 10})  # the same MEMCLI_HOME
     try:
         hits = small.recall("coffee zanzibar", k=5, touch=False).hits
@@ -87,7 +87,7 @@ def test_recall_reads_the_budget_from_the_config(mem: Memcli, corpus: dict[str, 
 
 
 def test_all_terms_check_with_filters(mem: Memcli, corpus: dict[str, list[str]]) -> None:
-    cat = mem.ctx.store.catalog
+    cat = mem._ctx.store.catalog
     assert cat.matches_all_terms(Filter(space="default"), "coffee zanzibar harbour")
     assert not cat.matches_all_terms(Filter(space="default"), "tea zanzibar")
     assert not cat.matches_all_terms(Filter(space="elsewhere"), "coffee zanzibar")
@@ -125,7 +125,7 @@ def test_filters_too_wide_for_an_id_list_give_the_same_hits(
     cases = [dict(kinds=[Kind.FACT]), dict(since=since, until=until), dict(kinds=[Kind.NOTE], since=since)]
     small = Memcli(settings={("recall", "candidates"): 5})
     calls: list[bool] = []
-    query = small.ctx.store.index.query
+    query = small._ctx.store.index.query
 
     def spy(*a: object, **kw: object) -> object:
         calls.append(
@@ -138,7 +138,7 @@ def test_filters_too_wide_for_an_id_list_give_the_same_hits(
         monkeypatch.setattr(recall_mod, "FILTER_IDS_CAP", 2)
         monkeypatch.setattr(recall_mod, "WIDE_IDS_CAP", wide_cap)
         monkeypatch.setattr(chroma_index, "OVERFETCH", overfetch)
-        monkeypatch.setattr(small.ctx.store.index, "query", spy)
+        monkeypatch.setattr(small._ctx.store.index, "query", spy)
         got = [[h.memory.id for h in small.recall("dog by the river", k=5, touch=False, **c).hits] for c in cases]  # type: ignore[arg-type]
     finally:
         small.close()

@@ -40,19 +40,19 @@ def seed(
     space: str = "default",
 ) -> str:
     """A memory recorded ``days`` ago, recalled ``recalls`` times (the last ``recalled_days_ago`` ago)."""
-    emb = mem.ctx.embedder
+    emb = mem._ctx.embedder
     t = time.time() - days * DAY
     item = NewMemory(text, kind=kind, recorded_at=t, pinned=pinned, importance=importance)
-    [mid] = mem.ctx.store.add(space, [(item, emb.embed_documents([text])[0])], emb.model_id)
+    [mid] = mem._ctx.store.add(space, [(item, emb.embed_documents([text])[0])], emb.model_id)
     if recalls or recalled_days_ago is not None:
         last = None if recalled_days_ago is None else time.time() - recalled_days_ago * DAY
-        with mem.ctx.store.catalog.transaction() as db:
+        with mem._ctx.store.catalog.transaction() as db:
             db.execute("UPDATE memories SET access_count = ?, last_access = ? WHERE id = ?", (recalls, last, mid))
     return mid
 
 
 def state(mem: Memcli, mid: str) -> str | None:
-    m = mem.ctx.store.catalog.by_ids([mid]).get(mid)
+    m = mem._ctx.store.catalog.by_ids([mid]).get(mid)
     return None if m is None else m.state
 
 
@@ -110,8 +110,8 @@ def test_strength_grows_with_recalls_and_importance_so_strong_memories_fade_slow
 
 def test_assess_counts_from_the_last_recall_else_the_recording(mem: Memcli) -> None:
     p = params()
-    never = mem.ctx.store.catalog.by_ids([seed(mem, "Never recalled.", 100)])
-    recalled = mem.ctx.store.catalog.by_ids([seed(mem, "Recalled once.", 100, recalls=1, recalled_days_ago=10)])
+    never = mem._ctx.store.catalog.by_ids([seed(mem, "Never recalled.", 100)])
+    recalled = mem._ctx.store.catalog.by_ids([seed(mem, "Recalled once.", 100, recalls=1, recalled_days_ago=10)])
     a = ret.assess(next(iter(never.values())), time.time(), p)
     b = ret.assess(next(iter(recalled.values())), time.time(), p)
     assert a.since == "recorded" and a.age_days == pytest.approx(100, abs=0.01)
@@ -144,7 +144,7 @@ def test_an_old_exact_match_still_beats_a_fresh_often_recalled_weak_match(mem: M
     fresh = seed(mem, "The garage needs a new light bulb.", 1, recalls=30, recalled_days_ago=0.5)
     for i in range(5):
         seed(mem, f"Unrelated note number {i} about the weather.", 2, recalls=10, recalled_days_ago=1)
-    m = mem.ctx.store.catalog.by_ids([old, fresh])
+    m = mem._ctx.store.catalog.by_ids([old, fresh])
     p = params()
     assert ret.assess(m[old], time.time(), p).score < 0.06 < 0.99 < ret.assess(m[fresh], time.time(), p).score
     hits = mem.recall("what is the locksmith code for the garage gate?", touch=False).hits
@@ -160,7 +160,7 @@ def test_retention_adds_a_small_bounded_term_to_the_fused_score(tuned: Callable[
     ]
     now = datetime.now(UTC)
     with_term = {h.memory.id: h.score for h in mem.recall("Pickle the beagle", now=now, touch=False).hits}
-    rows = mem.ctx.store.catalog.by_ids(ids)
+    rows = mem._ctx.store.catalog.by_ids(ids)
     mem.close()
     without = {
         h.memory.id: h.score
@@ -188,8 +188,8 @@ def faded_store(mem: Memcli) -> dict[str, str]:
     ids["recent"] = seed(mem, "Ordered a new kettle.", 3000, kind=Kind.EPISODE, importance=0.0, recalls=1, recalled_days_ago=7)
     old_fact = seed(mem, "The user lives in Bergen.", 3000, kind=Kind.FACT)
     new_fact = seed(mem, "The user lives in Oslo.", 1, kind=Kind.FACT)
-    mem.ctx.store.retire(
-        mem.ctx.store.catalog.by_ids([old_fact])[old_fact], new_fact, valid_until=time.time(), reason="supersede"
+    mem._ctx.store.retire(
+        mem._ctx.store.catalog.by_ids([old_fact])[old_fact], new_fact, valid_until=time.time(), reason="supersede"
     )
     ids["retired"] = old_fact
     return ids
@@ -223,8 +223,8 @@ def test_apply_skips_a_memory_recalled_or_pinned_after_the_plan(mem: Memcli) -> 
     b = seed(mem, "An old note about fences.", 2000)
     plan = mem.prune().plan
     assert {c.memory.id for c in plan.candidates} == {a, b}
-    mem.ctx.store.touch([a])
-    with mem.ctx.store.catalog.transaction() as db:
+    mem._ctx.store.touch([a])
+    with mem._ctx.store.catalog.transaction() as db:
         db.execute("UPDATE memories SET pinned = 1 WHERE id = ?", (b,))
     done = mem.apply_prune(plan)
     assert set(done.skipped) == {a, b} and not done.pruned
@@ -286,7 +286,7 @@ def test_prune_empties_trash_older_than_the_configured_age(cli, home: Path, monk
         stale = mem.add("Trashed long ago.").added[0].id
         recent = mem.add("Trashed yesterday.").added[0].id
         mem.forget([stale, recent])
-        with mem.ctx.store.catalog.transaction() as db:
+        with mem._ctx.store.catalog.transaction() as db:
             db.execute("UPDATE memories SET trashed_at = ? WHERE id = ?", (time.time() - 40 * DAY, stale))
             db.execute("UPDATE memories SET trashed_at = ? WHERE id = ?", (time.time() - 1 * DAY, recent))
     monkeypatch.setenv("MEMCLI_LIFECYCLE_TRASH_MAX_AGE_DAYS", "0")  # 0: prune never empties the trash
@@ -312,8 +312,8 @@ def test_history_shows_audit_links_and_temporal_truth(cli, home: Path) -> None: 
         bergen = mem.add("The user lives in Bergen.", kind=Kind.FACT).added[0]
         oslo = mem.add("The user lives in Oslo.", kind=Kind.FACT).added[0]
         turn = mem.add("user: we moved to Oslo in May", kind=Kind.EPISODE).added[0]
-        mem.ctx.store.retire(bergen, oslo.id, valid_until=until, reason="supersede")
-        mem.ctx.store.link(oslo.id, turn.id, "derived_from")
+        mem._ctx.store.retire(bergen, oslo.id, valid_until=until, reason="supersede")
+        mem._ctx.store.link(oslo.id, turn.id, "derived_from")
         mem.forget([bergen.id])
         mem.restore([bergen.id])
     r = cli("history", bergen.id[:8], "--json")

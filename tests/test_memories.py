@@ -90,7 +90,7 @@ def test_long_text_is_chunked_not_truncated(mem: Memcli) -> None:
     result = mem.add(text)
     assert result.chunked and len(result.added) > 1
     assert [m.position for m in result.added] == list(range(len(result.added)))
-    emb = mem.ctx.embedder
+    emb = mem._ctx.embedder
     assert all(emb.count_tokens(m.text) <= emb.max_tokens for m in result.added)
     joined = " ".join(m.text for m in result.added)
     assert " ".join(joined.split()) == " ".join(text.split())
@@ -109,10 +109,10 @@ def test_forget_to_trash_and_restore(mem: Memcli) -> None:
     assert not result.purged and [m.id for m in result.memories] == [ids[0]]
     assert ids[0] not in {h.memory.id for h in mem.recall("vet dog wrist sprain", k=5).hits}
     assert mem.list(trash=True).memories[0].id == ids[0]
-    assert mem.ctx.store.index.count("default") == len(FACTS) - 1
+    assert mem._ctx.store.index.count("default") == len(FACTS) - 1
     mem.restore([ids[0]])
     assert mem.recall("vet dog wrist sprain", k=1).hits[0].memory.id == ids[0]
-    assert mem.ctx.store.index.count("default") == len(FACTS)
+    assert mem._ctx.store.index.count("default") == len(FACTS)
 
 
 def test_forget_by_query_dry_run_changes_nothing(mem: Memcli) -> None:
@@ -151,14 +151,14 @@ def test_purge_leaves_no_trace_of_the_text(mem: Memcli, home: Path) -> None:
     again = Memcli()
     assert again.list().total == len(FACTS) and again.list(trash=True).total == 0
     assert all(h.memory.id != m.id for h in again.recall("secret word", k=10).hits)
-    history = again.ctx.store.catalog.history(m.id)
+    history = again._ctx.store.catalog.history(m.id)
     assert [a for _, a, _ in history] == ["purge"]
     again.close()
 
 
 def test_failed_index_write_leaves_no_half_memory(mem: Memcli, monkeypatch: pytest.MonkeyPatch) -> None:
     mem.add(FACTS[0])
-    index = mem.ctx.store.index
+    index = mem._ctx.store.index
 
     def broken(*a: object, **k: object) -> None:
         raise KeyboardInterrupt  # Ctrl-C between the catalog write and the index write
@@ -174,13 +174,13 @@ def test_failed_index_write_leaves_no_half_memory(mem: Memcli, monkeypatch: pyte
 def test_interrupted_write_is_replayed_on_next_open(mem: Memcli, home: Path) -> None:
     """A process killed after the catalog commit but before the index write: the next open completes it."""
     ids = [mem.add(f).added[0].id for f in FACTS[:3]]
-    store = mem.ctx.store
+    store = mem._ctx.store
     store.index.delete("default", [ids[1]])
     with store.catalog.transaction() as db:
         store.catalog.set_vec_state(db, [ids[1]], "pending_add")
     mem.close()
     again = Memcli()
-    assert again.ctx.store.index.count("default") == 3
+    assert again._ctx.store.index.count("default") == 3
     assert any("unfinished" in n for n in again.notices)
     assert again.recall("Harbour 10K personal best", k=1).hits[0].memory.id == ids[1]
     again.close()
@@ -236,7 +236,7 @@ def test_catalog_is_the_source_of_truth(mem: Memcli, home: Path) -> None:
 def test_doctor_finds_and_repairs_a_damaged_vector_index(mem: Memcli) -> None:
     ids = [mem.add(f).added[0].id for f in FACTS]
     assert mem.doctor().ok
-    index = mem.ctx.store.index
+    index = mem._ctx.store.index
     index.delete("default", ids[:2])  # vectors lost
     index.upsert(
         "default",
@@ -259,17 +259,17 @@ def test_doctor_finds_dangling_links_and_reports_held_locks(mem: Memcli, home: P
     import sys
 
     a, b = (mem.add(f).added[0].id for f in FACTS[:2])
-    mem.ctx.store.link(a, b, "related")
+    mem._ctx.store.link(a, b, "related")
     report = mem.doctor()
     assert report.ok
     assert next(f for f in report.findings if f.check == "links").detail.startswith("1 links, 0 ")
     assert "free" in next(f for f in report.findings if f.check == "locks").detail
-    with mem.ctx.store.catalog.transaction() as db:  # damage: a link to a memory that is not there
+    with mem._ctx.store.catalog.transaction() as db:  # damage: a link to a memory that is not there
         db.execute("INSERT INTO links(src, dst, kind, at) VALUES(?, 'feedfacefeedface', 'related', 0)", (a,))
     bad = next(f for f in mem.doctor().findings if f.check == "links")
     assert not bad.ok and "1 to memories that no longer exist" in bad.detail
     assert mem.doctor(repair=True).ok and mem.doctor().ok
-    assert mem.ctx.store.catalog.links(a) == [(a, "related", b)]  # the good link kept
+    assert mem._ctx.store.catalog.links(a) == [(a, "related", b)]  # the good link kept
 
     # Another process holding the write lock (a write in progress) is named; when it dies, the lock
     # file stays behind and is reported free.

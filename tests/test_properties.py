@@ -277,7 +277,7 @@ def test_jsonl_import_skips_a_bad_file_naming_the_line(case: tuple[list[str], in
 
 
 def _count(mem: Memcli) -> int:
-    return int(mem.ctx.store.catalog.db.execute("SELECT count(*) FROM memories").fetchone()[0])
+    return int(mem._ctx.store.catalog.db.execute("SELECT count(*) FROM memories").fetchone()[0])
 
 
 # -- random bytes as note files ---------------------------------------------------------------------
@@ -335,7 +335,7 @@ def test_random_bytes_as_notes_are_ingested_or_skipped_with_a_reason(
     try:
         before = _count(mem)
         (outcome,) = mem.ingest([path]).files
-        mine = mem.ctx.store.catalog.by_source_prefix(f"file:{path.resolve()}")
+        mine = mem._ctx.store.catalog.by_source_prefix(f"file:{path.resolve()}")
         if outcome.status == "skipped":
             assert outcome.reason in SKIP_REASONS, outcome
             assert _count(mem) == before and mine == []
@@ -404,7 +404,7 @@ def export_lines(tmp_path_factory: pytest.TempPathFactory, minilm_path: Path) ->
     try:
         kept = mem.add("Pickle the beagle likes carrots", tags=["dog"])
         gone = mem.add("Liv lands on Friday at nine")
-        mem.ctx.store.link(kept.added[0].id, gone.added[0].id, "related")
+        mem._ctx.store.link(kept.added[0].id, gone.added[0].id, "related")
         mem.forget([gone.added[0].id])
         notes = home / "notes.md"
         notes.write_text("# Garden\n\nThe tomatoes went in on 3 May.\n\n## Later\n\nBasil next to them.\n")
@@ -420,7 +420,7 @@ IMPORTS: Counter[int] = Counter()  # exit codes of the damaged imports (both out
 
 
 def _totals(mem: Memcli) -> tuple[int, ...]:
-    db = mem.ctx.store.catalog.db
+    db = mem._ctx.store.catalog.db
     return tuple(int(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in ("memories", "links", "audit", "sources"))
 
 

@@ -119,7 +119,7 @@ def _linked_store(mem: Memcli) -> dict[str, str]:
         "trashed": mem.add("Old plan: tomatoes in pots on the balcony", tags=["garden"]).added[0].id,
         "elsewhere": mem.add("Tomato soup recipe from work lunch", space="work").added[0].id,
     }
-    store = mem.ctx.store
+    store = mem._ctx.store
     store.link(ids["note"], ids["related"], "related")
     store.link(ids["note"], ids["trashed"], "related")
     store.link(ids["note"], ids["elsewhere"], "related")
@@ -144,7 +144,7 @@ def test_links_bring_related_memories_with_the_reason(mem: Memcli) -> None:
 def test_links_follow_supersession_and_respect_as_of(mem: Memcli) -> None:
     from memcli.store import NewMemory, Succession
 
-    store, emb = mem.ctx.store, mem.ctx.embedder
+    store, emb = mem._ctx.store, mem._ctx.embedder
     t0 = datetime(2024, 1, 1, tzinfo=UTC).timestamp()
     [old] = store.add("default", [(NewMemory(text="My dentist is Dr. Alvarez", kind=Kind.FACT, valid_from=t0, event_at=t0, recorded_at=t0), emb.embed_documents(["My dentist is Dr. Alvarez"])[0])], emb.model_id)  # fmt: skip
     old_m = store.catalog.by_ids([old])[old]

@@ -60,7 +60,7 @@ def test_two_devices_share_one_memory(device: Callable[..., Memcli], tmp_path: P
     assert all(h.memory.id != doomed.id for h in b.recall("spare key under the flowerpot", k=5, touch=False).hits)
     shown = b.show(kept.id)
     assert shown.access_count == 1  # the laptop's recall counted here too
-    assert [a for _, a, _ in b.ctx.store.catalog.history(doomed.id)] == ["add", "trash"]
+    assert [a for _, a, _ in b._ctx.store.catalog.history(doomed.id)] == ["add", "trash"]
     # The same recall, ranks and scores included, on both machines (the desktop's recall bumped counters).
     a2 = device("laptop")
     q = "raised bed vegetables"
@@ -150,7 +150,7 @@ def test_purge_removes_the_text_from_the_server(
     # A cache rebuilt from the scrubbed log is the same store.
     c = device("c")
     assert [x.text for x in c.list().memories] == ["A note about the garden shed roof."]
-    assert [act for _, act, _ in c.ctx.store.catalog.history(m.id)] == ["purge"]
+    assert [act for _, act, _ in c._ctx.store.catalog.history(m.id)] == ["purge"]
 
 
 # -- failures ----------------------------------------------------------------------------------------
@@ -344,7 +344,7 @@ def test_migrate_to_a_server_and_back_is_lossless(
     local.ingest([notes])
     a = local.add("The vet said ten days of rest.", tags=["dog"]).added[0]
     b = local.add("Ten days of rest for the dog.").added[0]
-    local.ctx.store.link(a.id, b.id, "related")
+    local._ctx.store.link(a.id, b.id, "related")
     local.forget([b.id])
     local.recall("vet rest", k=2)
     before = export_lines(local)

@@ -73,7 +73,7 @@ def write_across_segments(a: Memcli, tmp_path: Path) -> None:
     a.ingest([notes])
     a.forget([ids[1]])
     a.recall("when is the boiler service", k=2)
-    a.ctx.store.link(ids[0], ids[2], "related")
+    a._ctx.store.link(ids[0], ids[2], "related")
 
 
 def same_store(x: Memcli, y: Memcli) -> None:
@@ -93,7 +93,7 @@ def test_appends_roll_over_and_a_second_device_sees_the_same_memory(
     names = segments(raw)
     assert len(names) >= 4 and LOG_COLLECTION not in names  # a new store starts with dated segments
     held = [len(documents(raw, n)) for n in names]
-    assert all(held) and sum(held) == a.ctx.store.catalog.journal.log.count()  # type: ignore[union-attr]
+    assert all(held) and sum(held) == a._ctx.store.catalog.journal.log.count()  # type: ignore[union-attr]
     b = device("desktop")
     assert {m.text for m in b.list(limit=100).memories} == {m.text for m in a.list(limit=100).memories}
     same_store(a, b)
@@ -128,7 +128,7 @@ def test_a_cache_rebuilt_from_a_multi_segment_log_equals_the_writers(
     assert any("rebuilding the local cache" in n for n in b.notices)
     fresh = device("c")  # a machine that never had a cache
     same_store(a, fresh)
-    assert [act for _, act, _ in fresh.ctx.store.catalog.history(a.list(trash=True).memories[0].id)] == ["add", "trash"]
+    assert [act for _, act, _ in fresh._ctx.store.catalog.history(a.list(trash=True).memories[0].id)] == ["add", "trash"]
 
 
 def test_purge_scrubs_every_segment(device: Callable[..., Memcli], raw: Any, tmp_path: Path) -> None:
@@ -151,7 +151,7 @@ def test_purge_scrubs_every_segment(device: Callable[..., Memcli], raw: Any, tmp
     assert marker.encode() not in b"".join(p.read_bytes() for p in (tmp_path / "b").rglob("*") if p.is_file())
     c = device("c")  # rebuilt from the scrubbed segments: the same store
     assert export_lines(c) == export_lines(a)
-    assert [act for _, act, _ in c.ctx.store.catalog.history(doomed.id)] == ["purge"]
+    assert [act for _, act, _ in c._ctx.store.catalog.history(doomed.id)] == ["purge"]
 
 
 def test_a_store_written_before_segments_still_syncs_and_grows_new_segments(
@@ -201,7 +201,7 @@ def test_the_count_check_finds_a_record_missing_from_a_sealed_segment(
 
     b = device("b")  # a new cache, rebuilt from the log: it notes the counts of the long-sealed segments
     assert len(b.list(limit=50).memories) == len(early) + len(late)
-    cache = b.ctx.store.catalog.path
+    cache = b._ctx.store.catalog.path
     b.close()
     with sqlite3.connect(cache) as db:
         kept = dict(db.execute("SELECT segment, records FROM replica_sealed"))

@@ -42,8 +42,8 @@ def build(mem: Memcli, tmp_path: Path) -> dict[str, str]:
         "junk": mem.add("A note that was thrown away.").added[0].id,
         "work": mem.add("The quarterly report is due Friday.", space="work").added[0].id,
     }
-    store = mem.ctx.store
-    emb = mem.ctx.embedder
+    store = mem._ctx.store
+    emb = mem._ctx.embedder
     old = NewMemory("An old remark, importance high.", kind=Kind.EPISODE, importance=0.9, recorded_at=1.6e9, event_at=1.5e9)
     ids["old"] = store.add("default", [(old, emb.embed_documents([old.text])[0])], emb.model_id)[0]
     bergen = store.catalog.by_ids([ids["bergen"]])[ids["bergen"]]
@@ -81,7 +81,7 @@ def test_round_trip_is_lossless(
     mem, ids = source
     first = tmp_path / "first.jsonl"
     r = mem.export(first)
-    n = mem.ctx.store.catalog.db.execute("SELECT count(*) FROM memories").fetchone()[0]
+    n = mem._ctx.store.catalog.db.execute("SELECT count(*) FROM memories").fetchone()[0]
     assert n >= 9 and r.memories == n and r.trashed == 1 and r.links == 2 and r.sources == 1 and r.spaces == ("default", "work")
     assert stat.S_IMODE(first.stat().st_mode) == 0o600  # it holds every memory
     lines = read(first)
@@ -94,7 +94,7 @@ def test_round_trip_is_lossless(
     assert exported[ids["bergen"]]["superseded_by"] == ids["oslo"] and exported[ids["bergen"]]["valid_until"] is not None
     assert exported[ids["junk"]]["state"] == "trashed" and exported[ids["junk"]]["trashed_at"] is not None
     vec = np.frombuffer(base64.b64decode(vet["embedding"]), dtype="<f4")
-    stored = mem.ctx.store.catalog.db.execute("SELECT embedding FROM memories WHERE id = ?", (ids["vet"],)).fetchone()[0]
+    stored = mem._ctx.store.catalog.db.execute("SELECT embedding FROM memories WHERE id = ?", (ids["vet"],)).fetchone()[0]
     assert vec.shape == (384,) and vec.tobytes() == stored
     before = {(q, sp): hits(mem, q, sp) for q in QUERIES for sp in ("default", "work")}
 
@@ -116,7 +116,7 @@ def test_round_trip_is_lossless(
         after = {(q, sp): hits(other, q, sp) for q in QUERIES for sp in ("default", "work")}
         assert after == before and any(after.values())
         # Every active row is in the keyword index and the vector index; the trash in neither.
-        db = other.ctx.store.catalog.db
+        db = other._ctx.store.catalog.db
         assert db.execute("SELECT count(*) FROM memory_fts_docsize").fetchone()[0] == n - 1
         assert db.execute("SELECT count(*) FROM memories WHERE vec_state NOT IN ('indexed', 'absent')").fetchone()[0] == 0
         assert all(f.ok for f in other.doctor().findings if f.check != "keyword index")
@@ -130,7 +130,7 @@ def test_round_trip_is_lossless(
 
 def test_export_options_space_trash_stdout_and_markdown(cli, source: tuple[Memcli, dict[str, str]], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     mem, ids = source
-    total = mem.ctx.store.catalog.db.execute("SELECT count(*) FROM memories WHERE state = 'active'").fetchone()[0]
+    total = mem._ctx.store.catalog.db.execute("SELECT count(*) FROM memories WHERE state = 'active'").fetchone()[0]
     mem.close()
     out = cli("export", "--space", "work", "--no-trash")
     assert out.code == 0, out.err
@@ -198,7 +198,7 @@ def test_import_refuses_a_malformed_file_and_writes_nothing(cli, source, tmp_pat
     assert j["ok"] is False and j["error"]["name"] == "USAGE"
     fresh = Memcli()
     try:
-        db = fresh.ctx.store.catalog.db
+        db = fresh._ctx.store.catalog.db
         assert db.execute("SELECT count(*) FROM memories").fetchone()[0] == 0
         assert db.execute("SELECT count(*) FROM audit").fetchone()[0] == 0
         assert db.execute("SELECT count(*) FROM links").fetchone()[0] == 0
@@ -217,7 +217,7 @@ def test_an_interrupted_import_keeps_whole_batches_and_resumes(
     monkeypatch.setattr(transfer, "BATCH", 4)
     other = other_store(tmp_path / "other")
     try:
-        real_audit = other.ctx.store.catalog.audit
+        real_audit = other._ctx.store.catalog.audit
         calls = []
 
         def failing_audit(db: Any, at: float, rows: Any) -> None:
@@ -226,14 +226,14 @@ def test_an_interrupted_import_keeps_whole_batches_and_resumes(
                 raise OSError("disk full")
             real_audit(db, at, rows)
 
-        monkeypatch.setattr(other.ctx.store.catalog, "audit", failing_audit)
+        monkeypatch.setattr(other._ctx.store.catalog, "audit", failing_audit)
         with pytest.raises(OSError):
             other.import_(f)
-        db = other.ctx.store.catalog.db
+        db = other._ctx.store.catalog.db
         assert db.execute("SELECT count(*) FROM memories").fetchone()[0] == 4  # the first batch, whole
         assert db.execute("SELECT count(*) FROM audit WHERE action = 'import'").fetchone()[0] == 4
         assert db.execute("SELECT count(*) FROM memories WHERE vec_state = 'pending_add'").fetchone()[0] == 0
-        monkeypatch.setattr(other.ctx.store.catalog, "audit", real_audit)
+        monkeypatch.setattr(other._ctx.store.catalog, "audit", real_audit)
         resumed = other.import_(f)
         assert len(resumed.skipped) == 4 and len(resumed.added) == total - 4
         assert db.execute("SELECT count(*) FROM memories").fetchone()[0] == total
@@ -259,11 +259,11 @@ def test_import_reembeds_rows_of_another_model(
         r = other.import_(f)
         n = len(by_type(lines, "memory"))
         assert r.reembedded == n and len(r.added) == n
-        row = other.ctx.store.catalog.db.execute(
+        row = other._ctx.store.catalog.db.execute(
             "SELECT embedding, embed_model, text, keys FROM memories WHERE id = ?", (ids["vet"],)
         ).fetchone()
-        assert row[1] == other.ctx.embedder.model_id
-        expected = np.asarray(other.ctx.embedder.embed_documents([row[2]])[0], dtype=np.float32)
+        assert row[1] == other._ctx.embedder.model_id
+        expected = np.asarray(other._ctx.embedder.embed_documents([row[2]])[0], dtype=np.float32)
         assert np.allclose(np.frombuffer(row[0], dtype=np.float32), expected, atol=1e-5)
         top = other.recall("what did the vet say about Pickle?", touch=False).hits[0]
         assert top.memory.id == ids["vet"]
@@ -279,13 +279,13 @@ def test_import_into_a_store_of_another_model_is_refused(
     mem.export(f)
     other = other_store(tmp_path / "other")
     try:
-        with other.ctx.store.catalog.transaction() as db:
-            other.ctx.store.catalog.set_meta(db, "embed_model", "another@1234")
-            other.ctx.store.catalog.set_meta(db, "embed_dim", "384")
+        with other._ctx.store.catalog.transaction() as db:
+            other._ctx.store.catalog.set_meta(db, "embed_model", "another@1234")
+            other._ctx.store.catalog.set_meta(db, "embed_dim", "384")
         with pytest.raises(MemcliFailure) as e:
             other.import_(f)
         assert e.value.code == ExitCode.STORE and "reindex" in e.value.hint
-        assert other.ctx.store.catalog.db.execute("SELECT count(*) FROM memories").fetchone()[0] == 0
+        assert other._ctx.store.catalog.db.execute("SELECT count(*) FROM memories").fetchone()[0] == 0
     finally:
         other.close()
 

@@ -13,8 +13,7 @@ from memcli.errors import MemcliFailure
 if TYPE_CHECKING:
     from prompt_toolkit import PromptSession
 
-    from memcli.api import Memcli
-    from memcli.services.chat import ChatSession
+    from memcli.api import ChatSession, Memcli
 
 HELP = """\
 Type a message and press Enter. Alt-Enter (or Esc then Enter) starts a new line.
@@ -50,7 +49,7 @@ def _prompt(history_file: str | None) -> PromptSession[str]:
 
 def run_repl(mem: Memcli, *, model: str | None, remember: bool, system: str | None, space: str | None) -> None:
     session = mem.chat(model, remember=remember, system=system, space=space)
-    history = str(mem.ctx.paths.data_dir / "chat_history") if remember else None
+    history = str(mem.data_dir / "chat_history") if remember else None
     prompt = _prompt(history)
     mode = "" if remember else " — incognito: nothing from this conversation is stored"
     ui.notice(f"chatting with {session.model.model_id} in space {session.space}{mode}. /help for commands, Ctrl-D to end.")

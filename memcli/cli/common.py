@@ -28,8 +28,7 @@ def api(space: str | None = None) -> Memcli:
 
     if not _opened:
         m = Memcli(space=space, settings={("store", "url"): store_url[0]} if store_url else None)
-        m.ctx.on_wait = lambda: ui.notice("waiting for another memcli process to finish writing…")
-        m.ctx.on_notice = ui.notice
+        m.listen(on_wait=lambda: ui.notice("waiting for another memcli process to finish writing…"), on_notice=ui.notice)
         _opened.append(m)
     return _opened[0]
 
@@ -55,7 +54,7 @@ def when(value: str | None) -> datetime | None:
 
 
 def kinds(values: list[str] | None) -> list:  # type: ignore[type-arg]
-    from memcli.services.memories import parse_kind
+    from memcli.api import parse_kind
 
     return [parse_kind(v) for v in values or []]
 

@@ -12,12 +12,9 @@ app = typer.Typer(rich_markup_mode=None, help="Show the effective settings and w
 @app.command()
 def show(json_: JsonOpt = False) -> None:
     """Every setting's effective value and where it came from."""
-    from memcli import config, ui
-    from memcli.paths import Paths
+    from memcli import api, ui
 
-    paths = Paths.resolve()
-    settings = config.load(paths.config_file)
-    items = settings.items()
+    items = api.settings()
     if json_:
         return ui.emit_json("config show", [{"key": f"{s}.{k}", "value": v, "source": src} for s, k, v, src in items])
     ui.table(["key", "value", "from"], [(f"{s}.{k}", repr(v) if isinstance(v, str) else v, src) for s, k, v, src in items])
@@ -26,11 +23,9 @@ def show(json_: JsonOpt = False) -> None:
 @app.command()
 def path(json_: JsonOpt = False) -> None:
     """Where the config file, data, models and logs live (MEMCLI_HOME moves them all)."""
-    from memcli import ui
-    from memcli.paths import Paths
+    from memcli import api, ui
 
-    p = Paths.resolve()
-    pairs = [("config", p.config_file), ("data", p.data_dir), ("models", p.models_dir), ("logs", p.log_dir)]
+    pairs = api.locations()
     if json_:
         return ui.emit_json("config path", {k: str(v) for k, v in pairs})
     ui.kv(pairs)

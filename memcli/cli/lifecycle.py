@@ -11,7 +11,7 @@ import typer
 from memcli.cli.common import JsonOpt, KindOpt, SpaceOpt, api, fmt_time, kinds, short_id
 
 if TYPE_CHECKING:
-    from memcli.services.prune import PrunePlan, PruneResult
+    from memcli.api import PrunePlan, PruneResult
 
 
 def prune(
@@ -256,6 +256,6 @@ def migrate(
         f"{r.sources} sources from {r.source} to {r.target}"
     )
     if to:
-        ui.notice(f'to use the server from now on, set [store] url = "{to}" in {api().ctx.settings.config_file}')
+        ui.notice(f'to use the server from now on, set [store] url = "{to}" in {api().config_file}')
     else:
         ui.notice('to use the embedded store from now on, set [store] url = "" (or remove it) in your config')

@@ -33,7 +33,7 @@ def add(
 ) -> None:
     """Remember a piece of text."""
     from memcli import ui
-    from memcli.services.memories import parse_kind
+    from memcli.api import parse_kind
 
     result = api(space).add(
         read_stdin_or(text), kind=parse_kind(kind), tags=tag or [], pinned=pin, when=when(when_), space=space, source="cli"
@@ -214,9 +214,8 @@ def doctor(
     from memcli import ui
     from memcli.errors import ExitCode
     from memcli.records import from_epoch
-    from memcli.services.doctor import doctor as run
 
-    report = run(api().ctx, repair=repair)
+    report = api().doctor(repair=repair)
     if json_:
         ui.emit_json("doctor", report.to_json())
     else:

@@ -3,78 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from memcli.cli.common import JsonOpt
-from memcli.paths import Paths
 
 app = typer.Typer(rich_markup_mode=None, help="Embedding and chat models: list, import a checkpoint, download.", no_args_is_help=True)
-
-
-def _paths() -> Paths:
-
-    return Paths.resolve()
 
 
 @app.command("list")
 def list_(json_: JsonOpt = False) -> None:
     """Installed GGUF models, and the recommended ones you can pull."""
-    from memcli import config, ui
-    from memcli.models.catalog import CATALOG
-    from memcli.models.starter import STARTER_FILE, STARTER_PIP_NAME, starter_path
+    from memcli import api, ui
 
-    paths = _paths()
-    settings = config.load(paths.config_file)
-    configured, chat_model = settings.embedding.model, settings.chat.model
-    installed = sorted(paths.models_dir.glob("*.gguf")) if paths.models_dir.exists() else []
-    starter = starter_path()
-    if starter is not None:
-        installed.append(starter)  # lives in its pip package, not in the models folder
-
-    def in_use(p: Path) -> str:
-        if (configured in (p.name, str(p))) or (not configured and p.name == "all-MiniLM-L6-v2.gguf"):
-            return "embedding"
-        if (chat_model and chat_model in (p.name, str(p))) or (not chat_model and p.name == STARTER_FILE):
-            return "chat" if settings.chat.backend == "llama" else ""
-        return ""
-
-    rows: list[dict[str, Any]] = [
-        {
-            "name": p.name,
-            "path": str(p),
-            "size_bytes": p.stat().st_size,
-            "installed": True,
-            "in_use": in_use(p),
-            "from": f"pip package {STARTER_PIP_NAME}" if p == starter else "models folder",
-        }
-        for p in installed
-    ]
-    names = {p.name for p in installed}
-    recommended = [
-        {
-            "name": m.name,
-            "kind": m.kind,
-            "file": m.local_name,
-            "size_bytes": m.size_bytes,
-            "installed": m.local_name in names,
-            "description": m.description,
-        }
-        for m in CATALOG
-    ]
+    listing = api.models()
     if json_:
-        return ui.emit_json("models list", {"models_dir": str(paths.models_dir), "installed": rows, "recommended": recommended})
+        return ui.emit_json("models list", listing.to_json())
     ui.table(
         ["installed model", "size", "in use", "from"],
-        [(r["name"], f"{float(r['size_bytes']) / 1e6:.1f} MB", r["in_use"], r["from"]) for r in rows],
+        [(m.name, f"{m.size_bytes / 1e6:.1f} MB", m.in_use, m.origin) for m in listing.installed],
     )
     ui.table(
         ["recommended (memcli models pull NAME)", "kind", "size", "installed"],
-        [
-            (r["name"], r["kind"], f"{float(r['size_bytes'] or 0) / 1e6:.0f} MB", "yes" if r["installed"] else "")
-            for r in recommended
-        ],
+        [(m.name, m.kind, f"{(m.size_bytes or 0) / 1e6:.0f} MB", "yes" if m.installed else "") for m in listing.recommended],
     )
 
 
@@ -85,20 +37,16 @@ def import_(
     json_: JsonOpt = False,
 ) -> None:
     """Convert a local checkpoint (config.json, model.safetensors, vocab.txt) into a GGUF embedding model."""
-    from memcli import ui
-    from memcli.models.convert import convert_bert
-    from memcli.paths import ensure_private_dir
+    from memcli import api, ui
 
-    paths = _paths()
-    ensure_private_dir(paths.models_dir)
-    model_name = name or src.resolve().name
-    result = convert_bert(src, paths.models_dir / f"{model_name}.gguf", name=model_name)
+    result = api.import_model(src, name=name)
     if json_:
         return ui.emit_json(
             "models import", {"path": str(result.path), "name": result.name, "dim": result.dim, "sha256": result.sha256}
         )
     ui.line(f"converted {src} -> {result.path} ({result.dim} dimensions, {result.n_layers} layers)")
-    ui.line(f'use it: set [embedding] model = "{result.path.name}" in {paths.config_file}, then run `memcli reindex`')
+    config_file = dict(api.locations())["config"]
+    ui.line(f'use it: set [embedding] model = "{result.path.name}" in {config_file}, then run `memcli reindex`')
 
 
 @app.command()
@@ -107,18 +55,16 @@ def pull(
     json_: JsonOpt = False,
 ) -> None:
     """Download a GGUF model from the Hugging Face hub (the only command that uses the network)."""
-    from memcli import ui
-    from memcli.models.pull import pull as do_pull
+    from memcli import api, ui
 
-    paths = _paths()
     if json_ or not ui.is_terminal():
-        result = do_pull(name, paths.models_dir)
+        result = api.pull_model(name)
     else:
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
         with Progress(TextColumn(name), BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True) as bar:
             task = bar.add_task("pull", total=None)
-            result = do_pull(name, paths.models_dir, progress=lambda done, total: bar.update(task, completed=done, total=total))
+            result = api.pull_model(name, progress=lambda done, total: bar.update(task, completed=done, total=total))
     if json_:
         return ui.emit_json(
             "models pull",

@@ -11,7 +11,7 @@ from typing import Any
 from memcli.backends.base import VectorMeta
 from memcli.context import Context
 from memcli.paths import readable_by_others
-from memcli.store import blob_to_vec
+from memcli.store import REINDEXING, Catalog, blob_to_vec
 
 
 @dataclass(frozen=True)
@@ -52,38 +52,28 @@ def doctor(ctx: Context, *, repair: bool = False) -> DoctorReport:
     store = ctx.store  # opening it already completes writes an earlier run left unfinished
     cat = store.catalog
     out: list[Finding] = []
-    integrity = cat.db.execute("PRAGMA quick_check").fetchone()[0]
+    integrity = cat.integrity()
     out.append(Finding("catalog integrity", integrity == "ok", f"SQLite quick_check: {integrity}"))
-    # count(*) on an external-content FTS5 table counts its content table (trashed rows too), so every
-    # trash looked like damage. The index's own per-row records (the docsize shadow table) say what is
-    # really indexed: exactly the active memories.
-    indexed = {r[0] for r in cat.db.execute("SELECT id FROM memory_fts_docsize")}
-    active = {r[0] for r in cat.db.execute("SELECT rowid FROM memories WHERE state = 'active'")}
-    stale, unindexed = len(indexed - active), len(active - indexed)
+    indexed, active, unindexed, stale = cat.keyword_index_counts()
     out.append(
         Finding(
             "keyword index",
             not stale and not unindexed,
-            f"{len(indexed)} entries for {len(active)} active memories, {unindexed} missing, {stale} stale",
+            f"{indexed} entries for {active} active memories, {unindexed} missing, {stale} stale",
         )
     )
     if (stale or unindexed) and repair:
-        with cat.transaction() as db:
-            # Not 'rebuild': that indexes every row of the content table, trashed ones included (whose
-            # terms a later purge would then leave behind). Empty it and index the active rows only.
-            db.execute("INSERT INTO memory_fts(memory_fts) VALUES('delete-all')")
-            db.execute("INSERT INTO memory_fts(rowid, text, keys) SELECT rowid, text, keys FROM memories WHERE state = 'active'")
+        cat.rebuild_keyword_index()
         out[-1] = Finding("keyword index", False, out[-1].detail + "; rebuilt from the catalog", repaired=True)
     pending = len(cat.pending()) + len(cat.tombstones())
     out.append(Finding("unfinished writes", pending == 0, f"{pending} pending"))
     model = cat.meta("embed_model")
-    reindexing = model is not None and model.startswith("reindexing:")
+    reindexing = model is not None and model.startswith(REINDEXING)
     if model is not None and reindexing:
         # An interrupted `memcli reindex`: the vector index is being rebuilt with the new model, and a
         # repair must not put the old model's vectors back. Finishing the reindex is the repair.
-        target = model.removeprefix("reindexing:")
-        done = cat.db.execute("SELECT count(*) FROM memories WHERE embed_model = ?", (target,)).fetchone()[0]
-        total = cat.db.execute("SELECT count(*) FROM memories").fetchone()[0]
+        target = model.removeprefix(REINDEXING)
+        done, total = cat.count(embed_model=target), cat.count()
         out.append(
             Finding(
                 "reindex",
@@ -92,23 +82,15 @@ def doctor(ctx: Context, *, repair: bool = False) -> DoctorReport:
                 "run `memcli reindex` to finish it; the vector index is checked after that",
             )
         )
-    spaces = [] if reindexing else sorted({r[0] for r in cat.db.execute("SELECT DISTINCT space FROM memories")})
-    for space in spaces:
-        want = {r[0] for r in cat.db.execute("SELECT id FROM memories WHERE space = ? AND state = 'active'", (space,))}
+    for space in [] if reindexing else cat.all_spaces():
+        want = cat.active_ids(space)
         have = store.index.ids(space)
         missing, orphans = want - have, have - want
         ok = not missing and not orphans
         detail = f"space {space}: {len(want)} memories, {len(have)} vectors, {len(missing)} missing, {len(orphans)} orphaned"
         repaired = False
         if not ok and repair:
-            rows = (
-                cat.db.execute(
-                    f"SELECT id, kind, coalesce(event_at, recorded_at), embedding FROM memories WHERE id IN ({','.join('?' * len(missing))})",
-                    list(missing),
-                ).fetchall()
-                if missing
-                else []
-            )
+            rows = list(cat.index_rows(missing))
             with store.write_lock():
                 store.index.upsert(
                     space, [r[0] for r in rows], [blob_to_vec(r[3]) for r in rows], [VectorMeta(r[1], r[2]) for r in rows]
@@ -128,18 +110,18 @@ def doctor(ctx: Context, *, repair: bool = False) -> DoctorReport:
     out.append(_locks(ctx.paths.data_dir))
     if cat.meta("consolidate:intent") is not None:
         out.append(Finding("consolidate", True, "a `memcli consolidate` run was interrupted mid-step: the next run finishes it"))
-    journal = store.replica
-    if journal is not None:  # server mode: the catalog is a cache of the server's change log
-        applied, on_server = journal.counts(cat)
+    cache = store.server_cache()
+    if cache is not None:  # server mode: the catalog is a cache of the server's change log
+        applied, on_server, where = cache
         synced = applied == on_server
         if not synced and repair:
-            store.catalog = cat = journal.rebuild(cat, "doctor --repair")
-            applied, on_server = journal.counts(cat)
+            store.rebuild_server_cache("doctor --repair")
+            applied, on_server, where = store.server_cache() or cache
         out.append(
             Finding(
                 "server cache",
                 synced,
-                f"{applied} of {on_server} change-log records on {journal.where} applied here"
+                f"{applied} of {on_server} change-log records on {where} applied here"
                 + ("" if synced else " (`memcli doctor --repair` rebuilds the cache)"),
                 repaired=not synced and applied == on_server,
             )
@@ -150,23 +132,20 @@ def doctor(ctx: Context, *, repair: bool = False) -> DoctorReport:
     )
     # LLM answers that failed to parse or validate: nothing was applied, they are kept to inspect.
     held = tuple(Quarantined(r[1], r[2], r[3], r[4], r[5]) for r in cat.quarantined(20))
-    counts = dict(cat.db.execute("SELECT operation = 'ungrounded', count(*) FROM quarantine GROUP BY 1").fetchall())
-    out.append(Finding("LLM outputs", True, f"{counts.get(0, 0)} quarantined (unparseable or invalid; nothing was applied)"))
+    invalid, ungrounded = cat.quarantine_counts()
+    out.append(Finding("LLM outputs", True, f"{invalid} quarantined (unparseable or invalid; nothing was applied)"))
     # Facts a model offered that the user's words do not support: dropped, kept here to inspect.
-    out.append(Finding("invented facts", True, f"{counts.get(1, 0)} dropped as not supported by what you said (not stored)"))
+    out.append(Finding("invented facts", True, f"{ungrounded} dropped as not supported by what you said (not stored)"))
     return DoctorReport(tuple(out), held)
 
 
-def _links(cat: Any, repair: bool) -> Finding:
+def _links(cat: Catalog, repair: bool) -> Finding:
     """Links whose either end is no longer in the catalog (a purge removes its links in the same
     transaction, so any found here are damage); repair deletes them."""
-    q = "FROM links WHERE src NOT IN (SELECT id FROM memories) OR dst NOT IN (SELECT id FROM memories)"
-    dangling = cat.db.execute("SELECT count(*) " + q).fetchone()[0]
-    total = cat.db.execute("SELECT count(*) FROM links").fetchone()[0]
+    dangling, total = cat.dangling_links()
     detail = f"{total} links, {dangling} to memories that no longer exist"
     if dangling and repair:
-        with cat.transaction() as db:
-            db.execute("DELETE " + q)
+        cat.remove_dangling_links()
         return Finding("links", False, detail + "; removed", repaired=True)
     return Finding("links", dangling == 0, detail)
 

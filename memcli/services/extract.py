@@ -274,13 +274,7 @@ def similar_facts(ctx: Context, vector: Sequence[float], *, space: str, n: int) 
     The search is restricted to the ids of current facts: a topic that changed many times has many
     closed facts, and those, being the most similar, used to fill the top hits and hide the one
     current fact -- which then stayed current beside its contradiction."""
-    current = [
-        r[0]
-        for r in ctx.store.catalog.db.execute(
-            "SELECT id FROM memories WHERE space = ? AND kind IN (?, ?) AND state = 'active' AND retired_at IS NULL",
-            (space, Kind.FACT.value, Kind.PROFILE.value),
-        )
-    ]
+    current = ctx.store.catalog.current_fact_ids(space)
     hits = ctx.store.index.query(space, list(vector), n, ids=current)
     found = ctx.store.catalog.by_ids(h.id for h in hits)
     out = [(found[h.id], h.similarity) for h in hits if h.id in found]

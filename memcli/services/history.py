@@ -7,7 +7,6 @@ id or a unique prefix of it), with no memory.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -86,10 +85,7 @@ def history(ctx: Context, ref: str) -> MemoryHistory:
         mid = _purged_id(ctx, ref, e)
         memory = None
     events = tuple(AuditEvent(_dt(at), action, detail) for at, action, detail in cat.history(mid))
-    rows = cat.db.execute(
-        "SELECT src, dst, kind, at FROM links WHERE src = ? UNION SELECT src, dst, kind, at FROM links WHERE dst = ? ORDER BY 4, 3",
-        (mid, mid),
-    ).fetchall()
+    rows = cat.links_with_time(mid)
     others = cat.by_ids({dst if src == mid else src for src, dst, _, _ in rows})
     links = []
     for src, dst, kind, at in rows:
@@ -105,14 +101,9 @@ def _dt(epoch: float) -> datetime:
 
 def _purged_id(ctx: Context, ref: str, missing: MemcliFailure) -> str:
     """The id of a purged memory whose audit entries start with ``ref``."""
-    prefix = ref.lower()
-    if not re.fullmatch(r"[0-9a-f]{4,32}", prefix):
+    ids = ctx.store.catalog.audited_ids(ref.lower())
+    if not ids:
         raise missing
-    rows = ctx.store.catalog.db.execute(
-        "SELECT DISTINCT memory_id FROM audit WHERE memory_id >= ? AND memory_id < ? LIMIT 2", (prefix, prefix + "g")
-    ).fetchall()
-    if not rows:
-        raise missing
-    if len(rows) > 1:
+    if len(ids) > 1:
         raise usage_error(f"id {ref!r} is ambiguous", hint="Give more characters of the id.")
-    return str(rows[0][0])
+    return ids[0]

@@ -174,17 +174,8 @@ def restore(ctx: Context, refs: Sequence[str]) -> list[Memory]:
 def stats(ctx: Context, space: str | None = None) -> Stats:
     space = ctx.space(space)
     cat = ctx.store.catalog
-    kinds = {
-        r[0]: int(r[1])
-        for r in cat.db.execute(
-            "SELECT kind, count(*) FROM memories WHERE space = ? AND state = 'active' GROUP BY kind", (space,)
-        )
-    }
-    trashed, pinned, oldest, newest = cat.db.execute(
-        "SELECT sum(state = 'trashed'), sum(pinned AND state = 'active'), "
-        "min(coalesce(event_at, recorded_at)), max(coalesce(event_at, recorded_at)) FROM memories WHERE space = ?",
-        (space,),
-    ).fetchone()
+    kinds = cat.kind_counts(space)
+    trashed, pinned, oldest, newest = cat.space_summary(space)
     dim = cat.meta("embed_dim")
     vec_dir = ctx.paths.chroma_dir
     vector_bytes = sum(p.stat().st_size for p in vec_dir.rglob("*") if p.is_file()) if vec_dir.exists() else 0
@@ -192,8 +183,8 @@ def stats(ctx: Context, space: str | None = None) -> Stats:
         space=space,
         spaces=cat.spaces(),
         kinds=kinds,
-        trashed=int(trashed or 0),
-        pinned=int(pinned or 0),
+        trashed=trashed,
+        pinned=pinned,
         embed_model=cat.meta("embed_model"),
         dim=int(dim) if dim else None,
         db_bytes=cat.db_bytes(),

@@ -48,10 +48,7 @@ def migrate(ctx: Context, *, to_url: str | None = None, from_url: str | None = N
     names = (from_url or "embedded", to_url or "embedded")
     tmp = ensure_private_dir(ctx.paths.data_dir) / f"migrate-{os.getpid()}.jsonl"
     try:
-        if (
-            sum(dst.store.catalog.spaces().values())
-            or dst.store.catalog.db.execute("SELECT count(*) FROM memories").fetchone()[0]
-        ):
+        if dst.store.catalog.count():
             raise store_error(
                 f"the target store ({names[1]}) already holds memories",
                 hint="migrate moves a store into an empty one; to merge, `memcli export` here and `memcli import` there.",

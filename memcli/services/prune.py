@@ -25,7 +25,6 @@ from typing import Any
 from memcli.context import Context
 from memcli.records import Kind, Memory, ts
 from memcli.services.retention import DAY, Retention, RetentionParams, assess
-from memcli.store import COLUMNS, row_to_memory
 
 PROTECTIONS = ("pinned", "profile", "recently_recalled", "retired")
 
@@ -145,15 +144,11 @@ def plan_prune(
     ref = now or datetime.now(UTC)
     at = ref.timestamp()
     kind_values = tuple(dict.fromkeys(k.value for k in kinds))
-    where, args = "space = ? AND state = ?", [space]
-    if kind_values:
-        where += f" AND kind IN ({','.join('?' * len(kind_values))})"
     cat = ctx.store.catalog
     candidates: list[PruneCandidate] = []
     protected = dict.fromkeys(PROTECTIONS, 0)
     scored = 0
-    for row in cat.db.execute(f"SELECT {COLUMNS} FROM memories WHERE {where}", [*args, "active", *kind_values]):
-        m = row_to_memory(row)
+    for m in cat.each_memory(space, kind_values):
         scored += 1
         r = assess(m, at, params)
         if r.score >= threshold or (older_than is not None and r.age_days < older_than):
@@ -167,8 +162,7 @@ def plan_prune(
     expired: list[Memory] = []
     if ls.trash_max_age_days > 0:
         cutoff = at - ls.trash_max_age_days * DAY
-        q = f"SELECT {COLUMNS} FROM memories WHERE {where} AND trashed_at IS NOT NULL AND trashed_at <= ? ORDER BY trashed_at"
-        expired = [row_to_memory(r) for r in cat.db.execute(q, [*args, "trashed", *kind_values, cutoff])]
+        expired = cat.trashed_before(space, kind_values, cutoff)
     return PrunePlan(
         space=space,
         now=ref,
@@ -229,11 +223,7 @@ def _still_expired(ctx: Context, plan: PrunePlan) -> list[str]:
     if not ids:
         return []
     cutoff = plan.now.timestamp() - plan.trash_max_age_days * DAY
-    out: set[str] = set()
-    for i in range(0, len(ids), 500):
-        part = ids[i : i + 500]
-        q = f"SELECT id FROM memories WHERE id IN ({','.join('?' * len(part))}) AND state = 'trashed' AND trashed_at <= ?"
-        out.update(r[0] for r in ctx.store.catalog.db.execute(q, [*part, cutoff]))
+    out = ctx.store.catalog.still_trashed_before(ids, cutoff)
     return [i for i in ids if i in out]
 
 

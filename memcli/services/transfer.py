@@ -28,7 +28,6 @@ import json
 import math
 import os
 import re
-import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -40,17 +39,12 @@ from memcli.context import Context
 from memcli.errors import not_found, store_error, usage_error
 from memcli.paths import ensure_private_dir
 from memcli.records import Kind, ts
-from memcli.store import check_space, embed_input, vec_to_blob
+from memcli.store import check_space, embed_input, rows, vec_to_blob
+from memcli.store.rows import Snapshot
 
 FORMAT = "memcli-export"
 VERSION = 1
 BATCH = 500
-# Catalog columns of a memory, in export order (the embedding and vec_state are handled apart).
-FIELDS = (
-    "id", "space", "text", "kind", "source", "position", "recorded_at", "event_at", "tags", "pinned", "importance",
-    "access_count", "last_access", "content_hash", "embed_model", "keys", "state", "trashed_at", "valid_from",
-    "valid_until", "retired_at", "superseded_by",
-)  # fmt: skip
 TIMES = ("recorded_at", "event_at", "last_access", "trashed_at", "valid_from", "valid_until", "retired_at")
 ID_RE = re.compile(r"[0-9a-f]{4,32}")
 
@@ -108,42 +102,23 @@ def export(
     if isinstance(dest, Path) and (not dest.name or dest.is_dir()):
         raise usage_error(f"cannot write the export to {str(dest)!r}: not a file name", hint="Give a FILE, e.g. memories.jsonl.")
     cat = ctx.store.catalog  # opening the store first completes any interrupted write
-    # A read-only connection of our own: one snapshot of the whole store, however long the export takes.
-    db = sqlite3.connect(f"{cat.path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        db.execute("BEGIN")
-        where, args = _where(space, trash)
-        result = _write_jsonl(db, dest, where, args, space, trash) if dest is not None else None
-        files = _write_markdown(db, markdown, where, args) if markdown is not None else 0
+    with Snapshot(cat.path, space=space, trash=trash) as snap:
+        result = _write_jsonl(snap, dest, space, trash) if dest is not None else None
+        files = _write_markdown(snap, markdown) if markdown is not None else 0
         if result is None:
-            spaces = tuple(r[0] for r in db.execute(f"SELECT DISTINCT space FROM memories WHERE {where} ORDER BY 1", args))
-            n, trashed = db.execute(f"SELECT count(*), total(state = 'trashed') FROM memories WHERE {where}", args).fetchone()
-            result = ExportResult("", int(n), int(trashed), 0, 0, 0, spaces, cat.meta("embed_model"))
-    finally:
-        db.close()
+            spaces, n, trashed = snap.summary()
+            result = ExportResult("", n, trashed, 0, 0, 0, spaces, cat.meta("embed_model"))
     if markdown is not None:
         result = replace(result, markdown_dir=str(markdown), markdown_files=files)
     return result
-
-
-def _where(space: str | None, trash: bool) -> tuple[str, list[Any]]:
-    parts, args = ["1"], []
-    if space is not None:
-        parts.append("space = ?")
-        args.append(space)
-    if not trash:
-        parts.append("state = 'active'")
-    return " AND ".join(parts), args
 
 
 def _dumps(obj: dict[str, Any]) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def _write_jsonl(
-    db: sqlite3.Connection, dest: Path | IO[str], where: str, args: list[Any], space: str | None, trash: bool
-) -> ExportResult:
-    meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+def _write_jsonl(snap: Snapshot, dest: Path | IO[str], space: str | None, trash: bool) -> ExportResult:
+    meta = snap.meta()
     from memcli import __version__
 
     model: str | None = meta.get("embed_model")
@@ -165,27 +140,24 @@ def _write_jsonl(
     def lines() -> Iterator[str]:
         nonlocal trashed
         yield _dumps(header)
-        q = f"SELECT {', '.join(FIELDS)}, embedding FROM memories WHERE {where} ORDER BY rowid"
-        for row in db.execute(q, args):
-            d = dict(zip(FIELDS, row))
+        for d in snap.memories():
             d["tags"] = json.loads(d["tags"])
             d["pinned"] = bool(d["pinned"])
-            d["embedding"] = base64.b64encode(row[-1]).decode("ascii")
+            d["embedding"] = base64.b64encode(d["embedding"]).decode("ascii")
             ids.add(d["id"])
             spaces.add(d["space"])
             trashed += d["state"] == "trashed"
             counts["memories"] += 1
             yield _dumps({"type": "memory", **d})
-        for src, dst, kind, at in db.execute("SELECT src, dst, kind, at FROM links ORDER BY at, src, dst, kind"):
+        for src, dst, kind, at in snap.links():
             if src in ids or dst in ids:
                 counts["links"] += 1
                 yield _dumps({"type": "link", "src": src, "dst": dst, "kind": kind, "at": at})
-        for at, mid, action, detail in db.execute("SELECT at, memory_id, action, detail FROM audit ORDER BY seq"):
+        for at, mid, action, detail in snap.audit():
             if mid in ids:
                 counts["audit"] += 1
                 yield _dumps({"type": "audit", "at": at, "memory_id": mid, "action": action, "detail": json.loads(detail)})
-        sq = "SELECT space, source, hash, applied_at FROM sources" + (" WHERE space = ?" if space else "") + " ORDER BY 1, 2"
-        for sp, source, hsh, applied_at in db.execute(sq, [space] if space else []):
+        for sp, source, hsh, applied_at in snap.sources():
             counts["sources"] += 1
             yield _dumps({"type": "source", "space": sp, "source": source, "hash": hsh, "applied_at": applied_at})
         yield _dumps({"type": "end", **counts})
@@ -236,25 +208,17 @@ def _atomic_write(dest: Path, chunks: Iterator[str]) -> None:
         raise
 
 
-def _write_markdown(db: sqlite3.Connection, root: Path, where: str, args: list[Any]) -> int:
+def _write_markdown(snap: Snapshot, root: Path) -> int:
     """DIR/SPACE/KIND.md (and DIR/SPACE/trash.md), oldest first: for reading, not for importing."""
     try:
         ensure_private_dir(root)
     except OSError as e:
         raise usage_error(f"cannot use {root} for the Markdown export: {e.strerror or e}") from None
-    groups = db.execute(f"SELECT DISTINCT space, kind, state = 'trashed' FROM memories WHERE {where} ORDER BY 1, 2", args)
     by_file: dict[Path, list[str]] = {}
-    for sp, kind, in_trash in groups.fetchall():
+    for sp, kind, in_trash in snap.groups():
         path = root / sp / ("trash.md" if in_trash else f"{kind}.md")
-        q = (
-            "SELECT id, text, kind, source, position, coalesce(event_at, recorded_at), tags, pinned, valid_until, "
-            f"retired_at, superseded_by FROM memories WHERE {where} AND space = ? AND kind = ? AND (state = 'trashed') = ? "
-            "ORDER BY coalesce(event_at, recorded_at), rowid"
-        )
         out = by_file.setdefault(path, [])
-        for mid, text, k, source, pos, when, tags, pinned, valid_until, retired_at, successor in db.execute(
-            q, [*args, sp, kind, in_trash]
-        ):
+        for mid, text, k, source, pos, when, tags, pinned, valid_until, retired_at, successor in snap.readable(sp, kind, in_trash):
             info = [k, mid, f"source {source}" + (f" #{pos + 1}" if pos is not None else "")]
             if json.loads(tags):
                 info.append("tags " + ", ".join(json.loads(tags)))
@@ -323,20 +287,9 @@ def import_(ctx: Context, source: Path | bytes, *, name: str | None = None) -> I
                 (at, mid, action, detail)
                 for _, mid, at, action, detail in sorted((e[0], mid, *e[1:]) for mid in ids for e in parsed.audit.get(mid, ()))
             ]
-            with cat.transaction() as db:
-                db.executemany(
-                    f"INSERT INTO memories({', '.join(FIELDS)}, embedding, vec_state) "
-                    f"VALUES({', '.join('?' * (len(FIELDS) + 2))})",
-                    [_row(m) for m in fresh],
-                )
-                # A purged id whose vector removal is still pending must not take the new vector with it.
-                db.executemany("DELETE FROM tombstones WHERE id = ?", [(i,) for i in ids])
-                cat.fts_add(db, [m["id"] for m in fresh if m["state"] == "active"])
-                db.executemany("INSERT INTO audit(at, memory_id, action, detail) VALUES(?, ?, ?, ?)", audit)
-                cat.audit(db, now, [(i, "import", {"format": FORMAT, "version": VERSION}) for i in ids])
+            rows.insert_memories(store, fresh, audit, {"format": FORMAT, "version": VERSION}, now)
             audit_rows += len(audit)
             added.extend(ids)
-            store.reconcile()  # replays the batch's pending_add rows into the vector index
 
         for _, obj in _lines(source, shown):
             if obj.get("type") == "memory":
@@ -344,24 +297,9 @@ def import_(ctx: Context, source: Path | bytes, *, name: str | None = None) -> I
                 if len(batch) >= BATCH:
                     flush()
         flush()
-        links_written = 0
-        with cat.transaction() as db:
-            for src, dst, kind, at in parsed.links:
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO links(src, dst, kind, at) SELECT ?, ?, ?, ? "
-                    "WHERE EXISTS (SELECT 1 FROM memories WHERE id = ?) AND EXISTS (SELECT 1 FROM memories WHERE id = ?)",
-                    (src, dst, kind, at, src, dst),
-                )
-                links_written += cur.rowcount
-                if (
-                    cur.rowcount == 0
-                    and db.execute("SELECT 1 FROM links WHERE src = ? AND dst = ? AND kind = ?", (src, dst, kind)).fetchone()
-                ):
-                    links_written += 1  # already there
-            sources_before = db.execute("SELECT count(*) FROM sources").fetchone()[0]
-            db.executemany("INSERT OR IGNORE INTO sources(space, source, hash, applied_at) VALUES(?, ?, ?, ?)", parsed.sources)
-            sources_added = db.execute("SELECT count(*) FROM sources").fetchone()[0] - sources_before
-    spaces = sorted({r[0] for r in _spaces(cat.db, added)})
+        links_written = rows.insert_links(store, parsed.links)
+        sources_added = rows.insert_sources(store, parsed.sources)
+    spaces = sorted(rows.spaces_of(store, added))
     return ImportResult(
         source=shown,
         added=tuple(added),
@@ -373,19 +311,6 @@ def import_(ctx: Context, source: Path | bytes, *, name: str | None = None) -> I
         sources=int(sources_added),
         spaces=tuple(spaces),
     )
-
-
-def _spaces(db: sqlite3.Connection, ids: list[str]) -> Iterator[tuple[str]]:
-    for i in range(0, len(ids), 500):
-        part = ids[i : i + 500]
-        yield from db.execute(f"SELECT DISTINCT space FROM memories WHERE id IN ({','.join('?' * len(part))})", part)
-
-
-def _row(m: dict[str, Any]) -> tuple[Any, ...]:
-    values = [m[f] for f in FIELDS]
-    values[FIELDS.index("tags")] = json.dumps(m["tags"], ensure_ascii=False)
-    values[FIELDS.index("pinned")] = int(m["pinned"])
-    return (*values, m["embedding"], "pending_add" if m["state"] == "active" else "absent")
 
 
 def _lines(source: Path | bytes, shown: str) -> Iterator[tuple[int, dict[str, Any]]]:

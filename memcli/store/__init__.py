@@ -20,10 +20,11 @@ from memcli.store.core import (
     vec_to_blob,
 )
 from memcli.store.keyword import STOPWORDS, KeywordHit, fts_query, query_words
-from memcli.store.schema import COLUMNS, Filter, row_to_memory
+from memcli.store.schema import COLUMNS, REINDEXING, Filter, row_to_memory
 
 __all__ = [
     "COLUMNS",
+    "REINDEXING",
     "STOPWORDS",
     "Catalog",
     "Filter",

@@ -33,7 +33,7 @@ from memcli.backends.base import Embedder, Vector, VectorIndex, VectorMeta
 from memcli.errors import ExitCode, MemcliFailure, store_error, usage_error
 from memcli.records import Kind, Memory
 from memcli.store.catalog import Catalog
-from memcli.store.schema import chunks, marks
+from memcli.store.schema import REINDEXING, chunks, marks
 
 if TYPE_CHECKING:
     from memcli.store.replica import Journal
@@ -135,6 +135,25 @@ class MemoryStore:
     def close(self) -> None:
         self.catalog.close()
 
+    # -- server mode -----------------------------------------------------------------------------
+    def server_cache(self) -> tuple[int, int, str] | None:
+        """Server mode: (change-log records applied to this cache, records on the server, where);
+        None for an embedded store."""
+        if self.replica is None:
+            return None
+        applied, on_server = self.replica.counts(self.catalog)
+        return applied, on_server, self.replica.where
+
+    def rebuild_server_cache(self, reason: str) -> None:
+        """Server mode: empty the cache and replay the server's whole change log into it."""
+        if self.replica is not None:
+            self.catalog = self.replica.rebuild(self.catalog, reason)
+
+    def sync(self) -> None:
+        """Server mode: apply what the server's change log has that this cache has not."""
+        if self.replica is not None:
+            self.catalog = self.replica.sync(self.catalog)
+
     # -- locking & consistency -------------------------------------------------------------------
     @contextmanager
     def write_lock(self, wait: bool = True) -> Iterator[None]:
@@ -204,9 +223,9 @@ class MemoryStore:
                 self.catalog.set_meta(db, "embed_model", embedder.model_id)
                 self.catalog.set_meta(db, "embed_dim", str(embedder.dim))
             return
-        if model.startswith("reindexing:"):
+        if model.startswith(REINDEXING):
             raise store_error(
-                f"a `memcli reindex` to {model.removeprefix('reindexing:')} was interrupted",
+                f"a `memcli reindex` to {model.removeprefix(REINDEXING)} was interrupted",
                 hint="Run `memcli reindex` again to finish it (memories already re-embedded are kept).",
             )
         if model != embedder.model_id or int(dim or 0) != embedder.dim:

@@ -93,6 +93,7 @@ CREATE TABLE IF NOT EXISTS sources(
 # A memory's time (``Memory.when``): event time when known, else recording time. The memories_when index
 # is built on exactly this expression.
 WHEN = "coalesce(event_at, recorded_at)"
+REINDEXING = "reindexing:"  # meta embed_model while a reindex to the model after the colon is unfinished
 CHUNK = 500  # ids per "IN (...)" query: under SQLite's host-parameter limit on every build
 
 
