@@ -24,6 +24,7 @@ from memcli.errors import ExitCode, MemcliFailure
 from memcli.records import Kind, Memory
 from memcli.services import consolidate as cons
 from memcli.store import NewMemory
+from memcli.store.consolidation import ConsolidationStore
 
 T0 = datetime(2026, 3, 2, 9, 0).astimezone()  # a Monday (ISO week 2026-W10)
 NOW = datetime(2026, 3, 20, 12, 0).astimezone()  # that week is over
@@ -452,16 +453,16 @@ def test_a_change_interrupted_between_transactions_is_completed_by_the_next_run(
 ) -> None:
     episodes(mem, T0, "user: I booked the dentist.")
     model = ScriptedChat(answers=[{"summary": "The user booked the dentist."}, {"summary": "Dentist week."}])
-    real = cons._complete
+    real = ConsolidationStore.complete_intent
 
     def die(*a: Any, **kw: Any) -> None:
         raise KeyboardInterrupt  # the process is gone after the summary's row, before its links
 
-    monkeypatch.setattr(cons, "_complete", die)
+    monkeypatch.setattr(ConsolidationStore, "complete_intent", die)
     with pytest.raises(KeyboardInterrupt):
         run(mem, model)
     assert mem.ctx.store.catalog.meta(cons.INTENT) is not None
-    monkeypatch.setattr(cons, "_complete", real)
+    monkeypatch.setattr(ConsolidationStore, "complete_intent", real)
     report = run(mem, model)
     assert report.recovered == 1 and mem.ctx.store.catalog.meta(cons.INTENT) is None
     [daily] = mem.list(kinds=[Kind.SUMMARY], tags=["daily"]).memories

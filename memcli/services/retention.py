@@ -8,9 +8,9 @@ is its strength in days. Every recall and a higher importance make S larger, so 
 *slower*. (MemoryBank's published code divided by the strength the other way round, so its most
 recalled memories faded fastest; ``tests/test_lifecycle.py`` pins the direction.)
 
-Everything here but :func:`refresh` is a pure function of a memory's fields and the ``[lifecycle]``
-settings: the score needs no storage of its own, it is computed where it is used (prune, recall's
-gentle re-rank, consolidate's decay report).
+Everything here is a pure function of a memory's fields and the ``[lifecycle]`` settings: the score
+needs no storage of its own, it is computed where it is used (prune, recall's gentle re-rank,
+consolidate's decay report).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from memcli.records import Kind, Memory
 
 if TYPE_CHECKING:
     from memcli.config import LifecycleSettings
-    from memcli.context import Context
 
 DAY = 86400.0
 
@@ -100,35 +99,3 @@ def assess(m: Memory, now: datetime | float, p: RetentionParams) -> Retention:
 def days_for(score: float, strength_days: float) -> float:
     """How many days until retention falls to ``score`` (the inverse of :func:`retention`)."""
     return -math.log(score) * strength_days
-
-
-@dataclass(frozen=True)
-class DecayReport:
-    """What consolidate's decay step reports: counts and a few examples, in words. Nothing is pruned."""
-
-    counts: dict[str, int]
-    examples: tuple[str, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"counts": dict(self.counts), "examples": list(self.examples)}
-
-
-def refresh(ctx: Context, *, space: str, now: datetime, dry_run: bool = False) -> DecayReport:
-    """Score the space's memories against the prune threshold and report the candidates (what
-    ``memcli prune`` would offer). The scores are computed, not stored, so ``dry_run`` changes nothing
-    either way; it is accepted so the decay step reads like the other consolidate steps."""
-    from memcli.services.prune import plan_prune
-
-    del dry_run
-    plan = plan_prune(ctx, space=space, now=now)
-    counts = {"scored": plan.scored, "candidates": len(plan.candidates)}
-    counts.update({f"protected_{k}": v for k, v in plan.protected.items() if v})
-    if plan.expired_trash:
-        counts["expired_trash"] = len(plan.expired_trash)
-    examples = tuple(f"{c.memory.id[:8]} fading ({c.why}): {_short(c.memory.text)}" for c in plan.candidates[:10])
-    return DecayReport(counts=counts, examples=examples)
-
-
-def _short(text: str, width: int = 60) -> str:
-    one = " ".join(text.split())
-    return one if len(one) <= width else one[: width - 1] + "…"

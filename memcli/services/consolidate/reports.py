@@ -1,0 +1,82 @@
+"""What a consolidate run reports: one record per step and one for the run (``--json`` prints it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from memcli.records import ts
+
+LLM_STEPS = frozenset({"reconcile", "summarise", "profile"})
+
+
+@dataclass(frozen=True)
+class StepReport:
+    step: str
+    status: str  # done, planned (dry run), skipped, failed
+    reason: str = ""  # why it was skipped or failed
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    llm_calls: int = 0
+    failures: tuple[str, ...] = ()  # items that failed (quarantined LLM answers...): nothing applied
+    examples: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "status": self.status,
+            "reason": self.reason,
+            "counts": dict(self.counts),
+            "seconds": round(self.seconds, 3),
+            "llm_calls": self.llm_calls,
+            "failures": list(self.failures),
+            "examples": list(self.examples),
+        }
+
+
+@dataclass(frozen=True)
+class ConsolidateReport:
+    space: str
+    started_at: datetime
+    dry_run: bool
+    llm: str | None  # the chat model used (None: LLM steps skipped)
+    since: str  # what "changed" meant: "last run", "everything", or the --since time
+    steps: tuple[StepReport, ...]
+    seconds: float
+    recovered: int = 0  # changes a killed run left half-done, completed first
+    log_file: str = ""
+
+    @property
+    def llm_calls(self) -> int:
+        return sum(s.llm_calls for s in self.steps)
+
+    @property
+    def failures(self) -> int:
+        return sum(len(s.failures) for s in self.steps) + sum(1 for s in self.steps if s.status == "failed")
+
+    @property
+    def needs_attention(self) -> bool:
+        """Failures, or LLM steps skipped for a reason the user did not choose (no model configured)."""
+        return self.failures > 0 or any(
+            s.status == "skipped" and s.reason != "--no-llm" for s in self.steps if s.step in LLM_STEPS
+        )
+
+    def step(self, name: str) -> StepReport:
+        return next(s for s in self.steps if s.step == name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "space": self.space,
+            "started_at": ts(self.started_at),
+            "dry_run": self.dry_run,
+            "llm": self.llm,
+            "since": self.since,
+            "seconds": round(self.seconds, 3),
+            "llm_calls": self.llm_calls,
+            "failures": self.failures,
+            "recovered": self.recovered,
+            "needs_attention": self.needs_attention,
+            "log_file": self.log_file,
+            "steps": [s.to_json() for s in self.steps],
+        }
