@@ -117,6 +117,10 @@ class Memcli:
             links=links,
         )
 
+    @property
+    def data_dir(self) -> Path:
+        return self.ctx.paths.data_dir
+
     def chat(
         self,
         model: ChatModel | str | None = None,
@@ -127,7 +131,8 @@ class Memcli:
     ) -> ChatSession:
         """A chat session grounded in memory. ``model``: a ChatModel, a GGUF path / model name, or None
         for the configured one. ``remember=False`` is incognito: nothing from the session is stored.
-        Call ``session.close()`` at the end: it finishes learning from the conversation."""
+        One call per turn: ``session.ask(message)``, or ``session.turn(message, on_token=...)`` to
+        stream the reply. Call ``session.close()`` at the end: it finishes learning from the conversation."""
         from memcli.services.chat import ChatSession
 
         llm = model if model is not None and not isinstance(model, str) else self.ctx.load_chat_model(model)

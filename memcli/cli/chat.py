@@ -41,12 +41,12 @@ def chat(
         if about := starter_note(session.model.model_id):
             ui.notice(about)
     try:
-        plan = session.prepare(text)
         if json_:
-            result = session.finish(text, "".join(session.stream(plan)), plan)
+            result = session.ask(text)
         else:
-            reply, interrupted = ui.stream_reply(session.stream(plan))
-            result = session.finish(text, reply, plan, interrupted=interrupted)
+            from memcli.cli.chat_repl import show_turn
+
+            result = show_turn(session, text)
     finally:
         report = session.close()
     if json_:
