@@ -26,6 +26,7 @@ from memcli.records import AddResult, ForgetResult, Kind, Memory, Page, RecallRe
 if TYPE_CHECKING:  # the result types, re-exported: callers (the CLI too) import them from here
     from memcli.backends.base import ChatModel as ChatModel
     from memcli.services.chat import ChatSession as ChatSession
+    from memcli.services.chat import TurnResult as TurnResult
     from memcli.services.consolidate import ConsolidateReport as ConsolidateReport
     from memcli.services.doctor import DoctorReport as DoctorReport
     from memcli.services.history import MemoryHistory as MemoryHistory
@@ -152,7 +153,8 @@ class Memcli:
     ) -> ChatSession:
         """A chat session grounded in memory. ``model``: a ChatModel, a GGUF path / model name, or None
         for the configured one. ``remember=False`` is incognito: nothing from the session is stored.
-        Call ``session.close()`` at the end: it finishes learning from the conversation."""
+        One call per turn: ``session.ask(message)``, or ``session.turn(message, on_token=...)`` to
+        stream the reply. Call ``session.close()`` at the end: it finishes learning from the conversation."""
         from memcli.services.chat import ChatSession
 
         llm = model if model is not None and not isinstance(model, str) else self._ctx.load_chat_model(model)

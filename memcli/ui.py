@@ -16,13 +16,14 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from memcli.errors import ExitCode, MemcliFailure
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.live import Live
 
 SCHEMA = "memcli/1"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -125,47 +126,45 @@ def kv(pairs: Sequence[tuple[str, Any]]) -> None:
             sys.stdout.write(f"{k}\t{value}\n")
 
 
-def stream_reply(pieces: Iterator[str]) -> tuple[str, bool]:
-    """Show a streamed reply: Markdown re-rendered live on a terminal, plain text when piped.
-    Ctrl-C stops the reply (closing the stream stops generation). Returns (text, interrupted)."""
-    con = _console()
-    text = ""
-    interrupted = False
-    gen = iter(pieces)
-    if not con.is_terminal:
-        try:
-            for piece in gen:
-                text += piece
-                sys.stdout.write(clean(piece))
-                sys.stdout.flush()
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            _close(gen)
-        sys.stdout.write("\n")
-        return text, interrupted
-    from rich.live import Live
-    from rich.markdown import Markdown
+class ReplyView:
+    """Shows a reply as it streams: ``with ReplyView() as view:`` then ``view.add(piece)`` for each
+    piece. Markdown re-rendered live on a terminal, plain text when piped."""
 
-    # Not soft wrap, as elsewhere: under soft wrap Rich leaves long lines to the terminal, but Live
-    # redraws its region by rendering each line at the console's width and cropping it there, so a
-    # long paragraph lost everything past the right edge. Here Rich must word-wrap the Markdown.
-    con.soft_wrap = False
-    with Live(Markdown(""), console=con, refresh_per_second=10, vertical_overflow="visible") as live:
-        try:
-            for piece in gen:
-                text += piece
-                live.update(Markdown(clean(text)))
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            _close(gen)
-    if interrupted:
-        notice("reply stopped")
-    return text, interrupted
+    def __init__(self) -> None:
+        self.text = ""
+        self._con = _console()
+        self._live: Live | None = None
 
+    def __enter__(self) -> ReplyView:
+        if self._con.is_terminal:
+            from rich.live import Live
+            from rich.markdown import Markdown
 
-def _close(gen: Iterator[str]) -> None:
-    close = getattr(gen, "close", None)
-    if close is not None:
-        close()
+            # Not soft wrap, as elsewhere: under soft wrap Rich leaves long lines to the terminal, but Live
+            # redraws its region by rendering each line at the console's width and cropping it there, so a
+            # long paragraph lost everything past the right edge. Here Rich must word-wrap the Markdown.
+            self._con.soft_wrap = False
+            self._live = Live(Markdown(""), console=self._con, refresh_per_second=10, vertical_overflow="visible")
+            self._live.start(refresh=True)
+        return self
+
+    def add(self, piece: str) -> None:
+        self.text += piece
+        if self._live is None:
+            sys.stdout.write(clean(piece))
+            sys.stdout.flush()
+        else:
+            from rich.markdown import Markdown
+
+            self._live.update(Markdown(clean(self.text)))
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is None:
+            sys.stdout.write("\n")
+        else:
+            self._live.stop()
+
+    def stopped(self) -> None:
+        """Say that the reply was cut short (on a terminal: piped output stays the reply alone)."""
+        if self._live is not None:
+            notice("reply stopped")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Generator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from scripted import ScriptedChat, facts
 
 from memcli.api import Memcli
+from memcli.backends.base import ChatMessage
 from memcli.prompts import chat as prompts
 from memcli.records import Kind
 from memcli.services.chat import ChatSession
@@ -314,26 +316,49 @@ def test_hostile_text_reaches_the_model_only_as_a_marked_note(mem: Memcli) -> No
 def test_streamed_reply_cannot_rewrite_the_terminal(capsys: pytest.CaptureFixture[str]) -> None:
     from memcli import ui
 
-    text, interrupted = ui.stream_reply(iter(["hi \x1b[2J", "there\x07"]))
+    with ui.ReplyView() as view:
+        for piece in ["hi \x1b[2J", "there\x07"]:
+            view.add(piece)
     out = capsys.readouterr().out
-    assert text == "hi \x1b[2Jthere\x07" and not interrupted
+    assert view.text == "hi \x1b[2Jthere\x07"
     assert "\x1b" not in out and "\x07" not in out and "\\x1b[2J" in out
 
 
-def test_ctrl_c_while_streaming_stops_the_reply() -> None:
-    from memcli import ui
+def test_ctrl_c_while_streaming_stops_the_reply_and_keeps_it_marked(mem: Memcli) -> None:
+    model = ScriptedChat(replies=["one two three four", "fine"], answers=[facts("The user likes jazz.")])
+    s = ChatSession(mem.ctx, model, clock=lambda: T0)  # the background learner: it must get the model back
+    shown: list[str] = []
 
-    closed = []
+    def show(piece: str) -> None:
+        shown.append(piece)
+        if len(shown) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the second piece is drawn
 
-    def pieces():  # type: ignore[no-untyped-def]
-        try:
-            yield "one "
-            raise KeyboardInterrupt
-        finally:
-            closed.append(True)
+    r = s.turn("I like jazz.", on_token=show)
+    assert (r.reply, r.interrupted, r.ended) == ("one two [interrupted]", True, None)
+    assert shown == ["one ", "two "] and model.last_finish is None  # generation stopped there
+    episodes = sorted(m.text for m in mem.list(kinds=[Kind.EPISODE]).memories)
+    assert episodes == ["assistant: one two [interrupted]", "user: I like jazz."]
+    assert s.ask("Tell me a joke.").reply == "fine"  # the session goes on
+    s.close()
+    assert current_facts(mem) == ["The user likes jazz."]  # and learning was not left waiting
 
-    text, interrupted = ui.stream_reply(pieces())
-    assert (text, interrupted, closed) == ("one ", True, [True])
+
+class CtrlCBeforeTheFirstToken(ScriptedChat):
+    def stream(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float = 0.7, **sampling: float
+    ) -> Generator[str, None, None]:
+        self.requests.append(("stream", tuple(messages)))
+        raise KeyboardInterrupt
+        yield ""  # a generator, like the real backends
+
+
+def test_ctrl_c_before_the_first_token_stores_the_message_alone(mem: Memcli) -> None:
+    s = session(mem, CtrlCBeforeTheFirstToken())
+    r = s.turn("hello there", on_token=lambda piece: None)
+    assert (r.reply, r.interrupted, len(r.stored)) == ("", True, 1)
+    assert [m.text for m in mem.list(kinds=[Kind.EPISODE]).memories] == ["user: hello there"]
+    assert [t.role for t in s.turns] == ["user"]
 
 
 def test_forgotten_fact_leaves_the_profile_in_the_prompt(mem: Memcli) -> None:

@@ -5,14 +5,17 @@ them. Scripted model (what memcli does with an answer); the real model has tests
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Literal
 
 import pytest
 from scripted import ScriptedChat, facts
 
 from memcli.api import Memcli
 from memcli.config import ChatSettings
+from memcli.errors import MemcliFailure
 from memcli.prompts import chat as prompts
 from memcli.records import Hit, Kind, Memory
 from memcli.services import chat_prompt
@@ -200,3 +203,134 @@ def test_a_correction_supersedes_the_fact_it_names_without_asking_the_model(mem:
     assert sum(1 for kind, _ in model.requests if kind == "json") == asked  # decided without the model
     old = next(m for m in mem.list(kinds=[Kind.FACT]).memories if m.text == "The user's sister lives in Paris.")
     assert old.state == "active" and old.valid_until is not None  # closed, not deleted
+
+
+# -- the prompt planner alone: no model, no store (a word is a token) ----------------------------------
+SYSTEM = "You are a helpful assistant."
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def _turns(n: int, size: int = 10) -> list[chat_prompt.Turn]:
+    """``n`` exchanges of ``size``-word turns, each stored as episode t0, t1, ..."""
+    out = []
+    for i in range(2 * n):
+        role: Literal["user", "assistant"] = "user" if i % 2 == 0 else "assistant"
+        text = f"{role} turn {i} " + "word " * (size - 3)
+        out.append(chat_prompt.Turn(role, text.strip(), T0 + timedelta(minutes=i), size, memory_id=f"t{i}"))
+    return out
+
+
+def _plan(
+    message: str,
+    *,
+    turns: Sequence[chat_prompt.Turn] = (),
+    window_start: int = 0,
+    candidates: Sequence[Hit] = (),
+    need: Need = Need.FULL,
+    budget: int = 10_000,
+    memory_tokens: int = 10_000,
+    max_memories: int = 30,
+    profile: str = "",
+    summary: str = "",
+) -> chat_prompt.PromptPlan:
+    return chat_prompt.plan_prompt(
+        message, system=SYSTEM, profile=profile, summary=summary, candidates=candidates, need=need, turns=turns,
+        window_start=window_start, limits=chat_prompt.Limits(budget, memory_tokens, max_memories), count=words,
+    )  # fmt: skip
+
+
+def test_plan_puts_the_stable_head_first_the_notes_next_and_the_message_last() -> None:
+    hits = [_hit(f"memory number {r} about the dog", r, day=10 - r) for r in (1, 2)]
+    p = _plan("When was Pickle vaccinated?", candidates=hits, profile="The user has a beagle.", summary="They talked about dogs.")
+    system, user = p.messages[0], p.messages[-1]
+    assert (system.role, user.role, len(p.messages)) == ("system", "user", 2)
+    assert system.content == "\n\n".join(
+        [SYSTEM, f"{prompts.PROFILE_HEADER}\nThe user has a beagle.", f"{prompts.SUMMARY_HEADER}\nThey talked about dogs."]
+    )
+    assert user.content.startswith(prompts.MEMORY_HEADER + "\n")
+    assert user.content.endswith(prompts.MEMORY_FOOTER + "\n\nWhen was Pickle vaccinated?")
+    assert user.content.index("memory number 2") < user.content.index("memory number 1")  # oldest first
+    assert [h.rank for h in p.hits] == [1, 2] and not p.abstained  # the plan lists them best first
+    assert p.total == words(system.content) + words(user.content) + chat_prompt.FRAME_TOKENS
+    assert p.parts["profile"] == 5 and p.parts["summary"] == 4 and p.parts["message"] == 4
+
+
+def test_plan_tells_a_question_that_found_nothing_and_gives_small_talk_nothing() -> None:
+    question = _plan("What is my grandmother's name?")
+    assert question.messages[-1].content == f"{prompts.NO_MEMORY}\n\nWhat is my grandmother's name?" and question.abstained
+    hits = [_hit("the user likes mornings", 1, 0)]
+    greeting = _plan("Good morning!", candidates=hits, need=Need.NONE)
+    assert greeting.messages[-1].content == "Good morning!" and greeting.hits == () and not greeting.abstained
+
+
+def test_plan_over_budget_drops_the_lowest_ranked_memories_first() -> None:
+    hits = [_hit(f"memory number {r} " + "word " * 10, r, day=r) for r in range(1, 11)]  # rank 1 is the oldest
+    sizes = []
+    for budget in range(60, 260, 5):
+        p = _plan("What do I know?", candidates=hits, budget=budget)
+        kept = [h.rank for h in p.hits]
+        assert kept == list(range(1, len(kept) + 1)), (budget, kept)  # always the best ones
+        assert p.total <= budget
+        for h in hits[len(kept) :]:
+            assert f"memory number {h.rank} " not in p.messages[-1].content
+        sizes.append(len(kept))
+    assert sizes == sorted(sizes) and sizes[0] == 0 and sizes[-1] == len(hits)  # the budget bit, then did not
+
+
+def test_plan_trims_the_window_oldest_first_in_blocks_starting_with_the_users_turn() -> None:
+    turns = _turns(10)  # 20 turns of 10 words: 360 tokens with their template overhead
+    assert _plan("And now?", turns=turns, need=Need.NONE).window_start == 0  # all fit the default budget
+    # Half the room holds 5 turns and a bit: the window skips one more, to start with the user's turn.
+    p = _plan("And now?", turns=turns, need=Need.NONE, budget=225)
+    start = p.window_start
+    assert start == 16 and turns[start].role == "user" and p.total <= 225
+    assert [m.content for m in p.messages[1:-1]] == [t.text for t in turns[start:]]  # the newest turns, in order
+    room = 225 - words(p.messages[0].content) - words("And now?") - chat_prompt.FRAME_TOKENS
+    exchange = 2 * (10 + chat_prompt.TURN_TOKENS)
+    assert room // 2 - exchange < p.parts["turns"] <= room // 2  # the kept turns fill about half the room
+    # The next short exchange still fits: the window stays put, and so does the prompt's prefix.
+    more = [*turns, *(replace(t, text="short", tokens=1) for t in _turns(1))]
+    q = _plan("And then?", turns=more, window_start=start, need=Need.NONE, budget=225)
+    assert q.window_start == start
+    assert q.messages[: len(p.messages) - 1] == p.messages[:-1]
+
+
+def test_a_turn_in_the_window_is_not_repeated_as_a_memory_until_it_leaves() -> None:
+    turns = _turns(10)
+    first = _hit("user turn 0 word word", 1, 0)
+    echo = replace(first, memory=replace(first.memory, id="t0"))  # recall found the first turn's episode
+    kept = _plan("What did I say first?", turns=turns, candidates=[echo])
+    assert kept.window_start == 0 and kept.hits == ()
+    folded = _plan("What did I say first?", turns=turns, candidates=[echo], budget=250)
+    assert folded.window_start > 0 and [h.memory.id for h in folded.hits] == ["t0"]
+
+
+def test_the_prompt_prefix_is_identical_from_turn_to_turn() -> None:
+    """KV-cache friendliness: each prompt starts with the previous one minus its notes-laden message,
+    then that message as the user typed it."""
+    turns: list[chat_prompt.Turn] = []
+    previous: chat_prompt.PromptPlan | None = None
+    for i, message in enumerate(["Where is my bike?", "And my helmet?", "What colour is it?"]):
+        hits = [_hit(f"note {i} number {r} about gear", r, day=r) for r in (1, 2)]  # new notes every turn
+        p = _plan(message, turns=turns, candidates=hits, profile="The user cycles.")
+        assert p.messages[-1].content.endswith(message) and p.messages[-1].content != message
+        if previous is not None:
+            n = len(previous.messages) - 1
+            assert p.messages[:n] == previous.messages[:-1]
+            assert [m.content for m in p.messages[n : n + 2]] == [turns[-2].text, turns[-1].text]
+            assert turns[-2].text == previous.messages[-1].content.rsplit("\n\n", 1)[-1]  # without its notes
+        reply = f"reply {i}"
+        turns += [
+            chat_prompt.Turn("user", message, T0, words(message)),
+            chat_prompt.Turn("assistant", reply, T0, words(reply)),
+        ]
+        previous = p
+
+
+def test_a_message_that_cannot_fit_is_refused() -> None:
+    with pytest.raises(MemcliFailure) as e:
+        _plan("word " * 300, budget=200)
+    assert "budget is 200" in e.value.message

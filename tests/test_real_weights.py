@@ -198,9 +198,9 @@ def test_turns_that_leave_the_window_are_summarised_without_errors(real_chat: Pa
     """A small budget folds old turns out of the prompt; the running summary that replaces them is one
     JSON request. A nonsense answer is allowed (reported as "summary: ..."), a failing request is not.
     (The summary's 400 tokens are cut to 64 for speed: a cut answer is one more nonsense answer.)"""
-    from memcli.services import chat
+    from memcli.services import chat_learner
 
-    monkeypatch.setattr(chat, "SUMMARY_MAX_TOKENS", 64)
+    monkeypatch.setattr(chat_learner, "SUMMARY_MAX_TOKENS", 64)
     mem = Memcli(settings={("chat", "budget_tokens"): 250, ("chat", "max_reply_tokens"): 16, ("chat", "extract"): False})
     session = mem.chat()
     try:

@@ -38,6 +38,13 @@ def _words() -> Iterator[str]:
         yield w if i == len(words) - 1 else w + " "
 
 
+def _show(pieces: Iterator[str]) -> str:
+    with ui.ReplyView() as view:
+        for piece in pieces:
+            view.add(piece)
+    return view.text
+
+
 @pytest.fixture
 def terminal(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     """``ui._console`` makes its usual console (the same settings), but on a 60-column fake terminal."""
@@ -55,8 +62,7 @@ def terminal(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
 
 
 def test_streamed_reply_wraps_at_the_terminal_width(terminal: io.StringIO) -> None:
-    text, interrupted = ui.stream_reply(_words())
-    assert (text, interrupted) == (REPLY, False)
+    assert _show(_words()) == REPLY
     raw = terminal.getvalue()
     lines = [ANSI.sub("", chunk) for chunk in re.split(r"[\r\n]", raw)]
     assert all(len(x.rstrip()) <= WIDTH for x in lines), [x for x in lines if len(x.rstrip()) > WIDTH]
@@ -72,8 +78,7 @@ def test_streamed_reply_wraps_at_the_terminal_width(terminal: io.StringIO) -> No
 
 
 def test_piped_reply_stays_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
-    text, interrupted = ui.stream_reply(_words())
-    assert (text, interrupted) == (REPLY, False)
+    assert _show(_words()) == REPLY
     assert capsys.readouterr().out == REPLY + "\n"
 
 

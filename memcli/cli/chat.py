@@ -35,18 +35,15 @@ def chat(
         return
     text = read_stdin_or(message)
     session = mem.chat(model, remember=not no_remember, system=system, space=space)
-    if not json_ and ui.is_terminal():
-        from memcli.cli.chat_repl import starter_note
-
-        if about := starter_note(session.model.model_id):
-            ui.notice(about)
+    if not json_ and ui.is_terminal() and (about := session.about_model):
+        ui.notice(about)
     try:
-        plan = session.prepare(text)
         if json_:
-            result = session.finish(text, "".join(session.stream(plan)), plan)
+            result = session.ask(text)
         else:
-            reply, interrupted = ui.stream_reply(session.stream(plan))
-            result = session.finish(text, reply, plan, interrupted=interrupted)
+            from memcli.cli.chat_repl import show_turn
+
+            result = show_turn(session, text)
     finally:
         report = session.close()
     if json_:

@@ -13,7 +13,7 @@ from memcli.errors import MemcliFailure
 if TYPE_CHECKING:
     from prompt_toolkit import PromptSession
 
-    from memcli.api import ChatSession, Memcli
+    from memcli.api import ChatSession, Memcli, TurnResult
 
 HELP = """\
 Type a message and press Enter. Alt-Enter (or Esc then Enter) starts a new line.
@@ -53,7 +53,7 @@ def run_repl(mem: Memcli, *, model: str | None, remember: bool, system: str | No
     prompt = _prompt(history)
     mode = "" if remember else " — incognito: nothing from this conversation is stored"
     ui.notice(f"chatting with {session.model.model_id} in space {session.space}{mode}. /help for commands, Ctrl-D to end.")
-    if about := starter_note(session.model.model_id):
+    if about := session.about_model:
         ui.notice(about)
     try:
         while True:
@@ -70,7 +70,7 @@ def run_repl(mem: Memcli, *, model: str | None, remember: bool, system: str | No
                     break
                 continue
             try:
-                _turn(session, text)
+                show_turn(session, text)
             except MemcliFailure as e:
                 ui.error(e, as_json=False, command="chat")
             except KeyboardInterrupt:  # Ctrl-C anywhere in a turn stops the turn, never the session
@@ -79,18 +79,14 @@ def run_repl(mem: Memcli, *, model: str | None, remember: bool, system: str | No
         _finish(session)
 
 
-def starter_note(model_id: str) -> str | None:
-    """What the starter model is good for and how to move on, when it is the one in use."""
-    from memcli.models.starter import ABOUT, STARTER_FILE
-
-    return f"this is {ABOUT}" if model_id == STARTER_FILE else None
-
-
-def _turn(session: ChatSession, text: str) -> None:
-    plan = session.prepare(text)
-    reply, interrupted = ui.stream_reply(session.stream(plan))
-    # Storing the exchange is one atomic write: a Ctrl-C during it leaves the store as it was.
-    session.finish(text, reply, plan, interrupted=interrupted)
+def show_turn(session: ChatSession, text: str) -> TurnResult:
+    """One turn, its reply shown as it streams. Ctrl-C stops the reply (the session keeps it as far as
+    it got); a Ctrl-C before or after the reply propagates, to stop the turn."""
+    with ui.ReplyView() as view:
+        result = session.turn(text, on_token=view.add)
+    if result.interrupted:
+        view.stopped()
+    return result
 
 
 def _finish(session: ChatSession) -> None:
@@ -159,10 +155,7 @@ def _recall(session: ChatSession, arg: str) -> None:
         return
     ui.table(
         ["#", "id", "when", "text"],
-        [
-            (h.rank, short_id(h.memory.id), fmt_time(h.memory.event_at or h.memory.recorded_at), ui.short(h.memory.text))
-            for h in result.hits
-        ],
+        [(h.rank, short_id(h.memory.id), fmt_time(h.memory.when), ui.short(h.memory.text)) for h in result.hits],
     )
 
 

@@ -1,5 +1,16 @@
-"""The parts of the chat prompt that need no model and no store: which memories go in, how they read,
-and how a reply is sampled. Pure functions, so the prompt's shape is testable on its own.
+"""The chat prompt, planned without a model or a store: which memories go in, how they read, which
+recent turns are replayed, how it all fits the token budget, and how a reply is sampled. Pure
+functions (the token counter is passed in), so the prompt's shape is testable on its own.
+
+Layout, for llama.cpp's KV cache, stable parts first:
+
+    system = system prompt + persona + profile (a snapshot taken when the session starts)
+             + running summary of folded turns (changes only when turns are folded, in blocks)
+    the recent turns, oldest first (the window start moves only when turns are folded)
+    user   = the memories recalled for this message (or "nothing relevant"), then the message
+
+so a new turn re-evaluates only the end of the previous exchange and the new message, not the whole
+prompt. Everything is counted in the model's tokens and kept under ``[chat] budget_tokens``.
 
 Packing: the memory budget (``[chat] memory_tokens``) is filled in recall's rank order, so when it
 bites the lowest-ranked memories are the ones left out; what is kept is then shown oldest first,
@@ -12,11 +23,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
 
+from memcli.backends.base import ChatMessage
 from memcli.config import ChatSettings
+from memcli.errors import usage_error
 from memcli.prompts import chat as prompts
 from memcli.records import Hit, Kind, Memory
-from memcli.text.intent import Need
+from memcli.text.intent import Need, asks_about_assistant
 
 SMALL_MODEL_PARAMS = 1_000_000_000  # below this: the small-model sampling preset, and extraction by rule
 
@@ -67,8 +82,7 @@ def memory_line(m: Memory) -> str:
             text = "the user said: " + text[6:]
         elif text.startswith("assistant: "):
             text = "you (the assistant) said: " + text[11:]
-    when = m.event_at or m.recorded_at
-    day = f"({when.astimezone().strftime('%Y-%m-%d')}) " if when else ""
+    day = f"({m.when.astimezone().strftime('%Y-%m-%d')}) " if m.when else ""
     return day + " ".join(text.replace("[End of notes.]", "[End of notes]").split())
 
 
@@ -84,7 +98,7 @@ def pack(hits: Sequence[Hit], cap: int, max_n: int, count: Callable[[str], int])
             continue  # a long memory does not fit; a shorter, lower-ranked one still may
         kept.append(h)
         used += n
-    return tuple(sorted(kept, key=lambda h: (h.memory.event_at or h.memory.recorded_at, h.rank)))
+    return tuple(sorted(kept, key=lambda h: (h.memory.when, h.rank)))
 
 
 def memory_block(kept: Sequence[Hit], need: Need) -> str:
@@ -98,3 +112,154 @@ def memory_block(kept: Sequence[Hit], need: Need) -> str:
 def user_content(message: str, block: str) -> str:
     """The last user message: the notes first, the message last (the model answers what comes last)."""
     return f"{block}\n\n{message}" if block else message
+
+
+# -- the whole prompt ------------------------------------------------------------------------------
+Count = Callable[[str], int]  # tokens of a text, in the model's tokenizer
+FRAME_TOKENS = 16  # chat-template tokens around the system and user messages, roughly
+TURN_TOKENS = 8  # chat-template tokens around each replayed turn, roughly
+Layout = Literal["cache", "memories_first"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message of the conversation, replayed as it was in later prompts (without its notes)."""
+
+    role: Literal["user", "assistant"]
+    text: str
+    at: datetime
+    tokens: int
+    memory_id: str | None = None  # the stored episode (None when not remembering)
+
+
+@dataclass(frozen=True)
+class Limits:
+    budget: int  # [chat] budget_tokens: the whole prompt
+    memory_tokens: int  # [chat] memory_tokens: the recalled notes
+    max_memories: int  # recall_k for a question or request, statement_k for a statement
+
+
+@dataclass(frozen=True)
+class PromptPlan:
+    messages: tuple[ChatMessage, ...]
+    parts: dict[str, int]  # tokens per part: system, profile, summary, turns, message, memories
+    total: int  # tokens of the whole prompt (<= budget)
+    budget: int
+    hits: tuple[Hit, ...]  # the memories put in front of the model for this turn, best first
+    abstained: bool  # recall found nothing relevant, and the model was told so
+    window_start: int  # index of the oldest turn in the prompt
+    need: Need = Need.FULL  # what the message was judged to need (no memories for small talk)
+    memory_seconds: float = 0.0  # time spent recalling and planning (set by the session)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "parts": self.parts,
+            "total": self.total,
+            "budget": self.budget,
+            "abstained": self.abstained,
+            "need": self.need.value,
+            "memories": [h.memory.id for h in self.hits],
+        }
+
+
+def system_text(system: str, profile: str, summary: str) -> str:
+    """The system message: the prompt's stable head (the profile and summary change rarely)."""
+    parts = [system]
+    if profile:
+        parts.append(f"{prompts.PROFILE_HEADER}\n{profile}")
+    if summary:
+        parts.append(f"{prompts.SUMMARY_HEADER}\n{summary}")
+    return "\n\n".join(parts)
+
+
+def check_fits(head: str, message: str, budget: int, count: Count) -> int:
+    """The tokens the system message and ``message`` need whatever else goes in; a message that
+    cannot fit the budget with them is refused."""
+    fixed = count(head) + count(message) + FRAME_TOKENS
+    if fixed > budget:
+        raise usage_error(
+            f"this message needs {fixed} tokens with the system prompt; the budget is {budget}",
+            hint="Send a shorter message, or raise [chat] budget_tokens (and n_ctx).",
+        )
+    return fixed
+
+
+def window(turns: Sequence[Turn], start: int, room: int) -> int:
+    """The oldest turn in the prompt. It stays at ``start`` until the turns overflow ``room``; then it
+    jumps so that the kept turns fill half of it (folding in blocks keeps the prompt prefix stable)."""
+
+    def size(first: int) -> int:
+        return sum(t.tokens + TURN_TOKENS for t in turns[first:])
+
+    if size(start) > room:
+        while start < len(turns) and size(start) > room // 2:
+            start += 1
+        while start < len(turns) and turns[start].role != "user":
+            start += 1  # keep exchanges whole: a window starts with the user's turn
+        while start < len(turns) and size(start) > room:
+            start += 1
+    return start
+
+
+def plan_prompt(
+    message: str,
+    *,
+    system: str,
+    profile: str,
+    summary: str,
+    candidates: Sequence[Hit],
+    need: Need,
+    turns: Sequence[Turn],
+    window_start: int,
+    limits: Limits,
+    count: Count,
+    layout: Layout = "cache",
+) -> PromptPlan:
+    """Lay out one turn's prompt under ``limits``. ``candidates``: recall's hits, best first (small talk
+    gets none whatever they are). ``turns``: the whole conversation, of which those from
+    ``window_start`` on were in the last prompt; the plan's ``window_start`` is where the window is
+    now (it moves only when the turns no longer fit)."""
+    head = system_text(system, profile, summary)
+    fixed = check_fits(head, message, limits.budget, count)
+    cap = min(limits.memory_tokens, limits.budget - fixed - 8)  # 8: a margin for the blank line before the message
+    about_assistant = asks_about_assistant(message)
+    if need is Need.NONE:
+        candidates = ()  # small talk: memories would only distract (and cost prompt evaluation)
+
+    def notes(start: int) -> tuple[str, tuple[Hit, ...]]:
+        # Turns already in the prompt are not repeated; the assistant's own earlier replies are not
+        # evidence about the user (only shown when the message asks what the assistant said).
+        shown = {t.memory_id for t in turns[start:] if t.memory_id}
+        usable = [
+            h for h in candidates
+            if h.memory.id not in shown and (about_assistant or not is_assistant_turn(h.memory))
+        ]  # fmt: skip
+        kept = pack(usable, cap, limits.max_memories, count)
+        return memory_block(kept, need), tuple(sorted(kept, key=lambda h: h.rank))
+
+    def room(user: str) -> int:
+        return limits.budget - count(head) - count(user) - FRAME_TOKENS
+
+    block, hits = notes(window_start)
+    start = window(turns, window_start, room(user_content(message, block)))
+    if start != window_start:  # turns that just left the window may come back as memories
+        block, hits = notes(start)
+        start = window(turns, start, room(user_content(message, block)))
+    user = user_content(message, block)
+    replayed = turns[start:]
+    history = [ChatMessage(t.role, t.text) for t in replayed]
+    if layout == "memories_first":  # the layout the benchmark compares against: cache-hostile
+        messages = (ChatMessage("system", f"{head}\n\n{block}".strip()), *history, ChatMessage("user", message))
+    else:
+        messages = (ChatMessage("system", head), *history, ChatMessage("user", user))
+    parts = {
+        "system": count(system),
+        "profile": count(profile) if profile else 0,
+        "summary": count(summary) if summary else 0,
+        "turns": sum(t.tokens + TURN_TOKENS for t in replayed),
+        "message": count(message),
+        "memories": count(block) if block else 0,
+    }
+    total = count(head) + parts["turns"] + count(user) + FRAME_TOKENS
+    abstained = need is not Need.NONE and not hits
+    return PromptPlan(messages, parts, total, limits.budget, hits, abstained, start, need)
