@@ -204,7 +204,8 @@ def cmd_check(seed: int) -> dict[str, Any]:
 def cmd_verify() -> dict[str, Any]:
     import numpy as np
 
-    from memcli.services.consolidate import _norm, same_text
+    from memcli.services.consolidate import norm as _norm
+    from memcli.services.consolidate import same_text
 
     originals = json.loads((Path(os.environ["MEMCLI_HOME"]) / "originals.json").read_text())
     mem = _open()

@@ -29,7 +29,6 @@ def consolidate(
     (default: what changed since the last run)."""
     from memcli import ui
     from memcli.errors import ExitCode
-    from memcli.services.consolidate import NO_MODEL
 
     report = api(space).consolidate(space=space, model=model, use_llm=not no_llm, dry_run=dry_run, since=when(since), wait=wait)
     if json_:
@@ -56,7 +55,7 @@ def consolidate(
                 ui.line(f"{s.step}: {e}")
             for f in s.failures:
                 ui.notice(f"{s.step} failed (nothing applied): {f}")
-        if any(s.reason == NO_MODEL for s in report.steps):
+        if report.missing_model:
             ui.notice("reconcile, summarise and profile need a chat model: set [chat] model (README, Chat), or pass --no-llm")
         if report.log_file:
             ui.notice(f"report appended to {report.log_file}")

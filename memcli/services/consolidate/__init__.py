@@ -33,10 +33,9 @@ with what they share in ``shared``; what it asks of the catalog is memcli/store/
 
 from memcli.services.consolidate.link import STRUCTURAL_TAGS
 from memcli.services.consolidate.profile import render_profile
-from memcli.services.consolidate.reports import LLM_STEPS, ConsolidateReport, StepReport
-from memcli.services.consolidate.runner import NO_MODEL, STEP_RUNS, STEPS, consolidate, run_lock
-from memcli.services.consolidate.shared import norm as _norm  # benchmarks/consolidate_kill.py's name for it
-from memcli.services.consolidate.shared import same_text
+from memcli.services.consolidate.reports import LLM_STEPS, NO_MODEL, ConsolidateReport, StepReport
+from memcli.services.consolidate.runner import STEP_RUNS, STEPS, consolidate, run_lock
+from memcli.services.consolidate.shared import norm, same_text
 from memcli.store.consolidation import INTENT
 
 __all__ = [
@@ -48,8 +47,8 @@ __all__ = [
     "STRUCTURAL_TAGS",
     "ConsolidateReport",
     "StepReport",
-    "_norm",
     "consolidate",
+    "norm",
     "render_profile",
     "run_lock",
     "same_text",

@@ -9,6 +9,9 @@ from typing import Any
 from memcli.records import ts
 
 LLM_STEPS = frozenset({"reconcile", "summarise", "profile"})
+# The starter model (what chat uses when none is configured) is not used here: its merge and
+# supersede decisions are unreliable (benchmarks/RESULTS.md, learning), and this runs unattended.
+NO_MODEL = "no chat model configured (the starter model is not used for consolidation)"
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,11 @@ class ConsolidateReport:
         return self.failures > 0 or any(
             s.status == "skipped" and s.reason != "--no-llm" for s in self.steps if s.step in LLM_STEPS
         )
+
+    @property
+    def missing_model(self) -> bool:
+        """LLM steps were skipped because no chat model is configured."""
+        return any(s.reason == NO_MODEL for s in self.steps)
 
     def step(self, name: str) -> StepReport:
         return next(s for s in self.steps if s.step == name)

@@ -15,7 +15,7 @@ from memcli.context import Context
 from memcli.errors import ExitCode, MemcliFailure
 from memcli.paths import ensure_private_dir
 from memcli.services.consolidate import contradictions, decay, dedupe, link, profile, summarise
-from memcli.services.consolidate.reports import LLM_STEPS, ConsolidateReport, StepReport
+from memcli.services.consolidate.reports import LLM_STEPS, NO_MODEL, ConsolidateReport, StepReport
 from memcli.services.consolidate.shared import Run, Step
 
 # The steps, in the order they run (each one's module says what it does). The names are the ones
@@ -29,9 +29,6 @@ STEP_RUNS: Mapping[str, Callable[[Run, Step], None]] = {
     "decay": decay.run,
 }
 STEPS = tuple(STEP_RUNS)
-# The starter model (what chat uses when none is configured) is not used here: its merge and
-# supersede decisions are unreliable (benchmarks/RESULTS.md, learning), and this runs unattended.
-NO_MODEL = "no chat model configured (the starter model is not used for consolidation)"
 
 
 def consolidate(
