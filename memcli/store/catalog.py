@@ -21,13 +21,14 @@ from typing import Any
 from memcli.errors import store_error
 from memcli.records import Memory
 from memcli.store.health import HealthChecks
+from memcli.store.inspect import Inspection
 from memcli.store.keyword import KeywordSearch
 from memcli.store.queries import DomainQueries
 from memcli.store.recording import ChangeListener, RecordingConnection
 from memcli.store.schema import ADDED_COLUMNS, COLUMNS, SCHEMA, SCHEMA_VERSION, WHEN, Filter, chunks, marks, row_to_memory
 
 
-class Catalog(KeywordSearch, DomainQueries, HealthChecks):
+class Catalog(KeywordSearch, DomainQueries, HealthChecks, Inspection):
     def __init__(self, path: Path, journal: ChangeListener | None = None) -> None:
         """``journal``: a listener told of every transaction before it commits (server mode: the
         server's change log, memcli/store/replica.py)."""
