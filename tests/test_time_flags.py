@@ -76,6 +76,7 @@ def test_n_weeks_ago_means_one_thing() -> None:
     window = parse_window("3 weeks ago", NOW)
     assert window.at == d(2026, 11, 3)  # 21 days before today, at local midnight
     assert (window.since, window.until) == (d(2026, 10, 31), d(2026, 11, 7))  # the query's week around it
+    assert window.description == "3 weeks ago (2026-10-31 … 2026-11-07)"
 
 
 @pytest.mark.parametrize(
