@@ -118,7 +118,7 @@ NOWS = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30
 @example(text="9999-12-31T23:59-14:00", now=None)  # exists locally, not in UTC (what the store keeps)
 def test_parse_when_returns_an_aware_time_or_a_usage_error(text: str, now: datetime | None) -> None:
     """--when/--since/--until/--now/--as-of: a point in time, or exit 2 with the accepted forms."""
-    from memcli.text.timeexpr import parse_when
+    from memcli.text.when import parse_when
 
     CASES["time: parse_when"] += 1
     try:

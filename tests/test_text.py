@@ -1,45 +1,15 @@
-"""Pure text functions: time expressions, chunking, Markdown parsing."""
+"""Pure text functions: chunking, Markdown parsing (time expressions: test_timequery.py, test_time_flags.py)."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import pytest
 
-from memcli.errors import MemcliFailure
 from memcli.text.chunking import split_text
 from memcli.text.markdown import date_from_path, parse
-from memcli.text.timeexpr import parse_when
 
 NOW = datetime(2026, 11, 24, 15, 30, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("now", NOW),
-        ("today", datetime(2026, 11, 24, tzinfo=UTC)),
-        ("yesterday", datetime(2026, 11, 23, tzinfo=UTC)),
-        ("3 days ago", NOW - timedelta(days=3)),
-        ("two weeks ago", NOW - timedelta(weeks=2)),
-        ("last week", datetime(2026, 11, 16, tzinfo=UTC)),
-        ("last month", datetime(2026, 10, 1, tzinfo=UTC)),
-        ("2024-03-01T14:30Z", datetime(2024, 3, 1, 14, 30, tzinfo=UTC)),
-    ],
-)
-def test_parse_when(text: str, expected: datetime) -> None:
-    assert parse_when(text, NOW) == expected
-
-
-def test_parse_when_naive_is_local_and_aware() -> None:
-    assert parse_when("2024-03-01").tzinfo is not None
-
-
-@pytest.mark.parametrize("bad", ["", "someday", "2024-13-01", "3 fortnights ago"])
-def test_parse_when_rejects_with_hint(bad: str) -> None:
-    with pytest.raises(MemcliFailure) as e:
-        parse_when(bad, NOW)
-    assert "yesterday" in e.value.hint
 
 
 def words(s: str) -> int:

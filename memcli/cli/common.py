@@ -15,7 +15,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON envelope o
 SpaceOpt = Annotated[Optional[str], typer.Option("--space", "-s", help="Memory space (default from config).")]  # noqa: UP045
 KindOpt = Annotated[Optional[list[str]], typer.Option("--kind", help="note, episode, fact, summary, profile (repeatable).")]  # noqa: UP045
 TagOpt = Annotated[Optional[list[str]], typer.Option("--tag", "-t", help="Tag (repeatable).")]  # noqa: UP045
-SinceOpt = Annotated[Optional[str], typer.Option("--since", help="From this time: 2024-03-01, yesterday, '3 weeks ago'.")]  # noqa: UP045
+SinceOpt = Annotated[Optional[str], typer.Option("--since", help="From this time: 2024-03-01, yesterday, '3 weeks ago', 'last Christmas'.")]  # noqa: UP045
 UntilOpt = Annotated[Optional[str], typer.Option("--until", help="Before this time (same forms as --since).")]  # noqa: UP045
 
 _opened: list[Memcli] = []
@@ -48,7 +48,7 @@ def close() -> None:
 def when(value: str | None) -> datetime | None:
     if value is None:
         return None
-    from memcli.text.timeexpr import parse_when
+    from memcli.text.when import parse_when
 
     return parse_when(value)
 

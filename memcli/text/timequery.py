@@ -1,17 +1,22 @@
-"""Time expressions inside a natural-language recall query ("what did I eat last Tuesday?").
+"""Time expressions: memcli's one language for time, in recall queries and in the time flags.
 
-:func:`parse_time_hint` finds the first date-like expression in a query and turns it into a window
-``[since, until)`` (``until`` exclusive), plus a recency/age preference, in the spirit of LongMemEval's
-time-aware query expansion. It is pure: no I/O, no model, standard library only, and fast (the regular
-expressions are compiled at import; a query takes a few tens of microseconds).
+:func:`parse_time_hint` finds the first date-like expression in a query ("what did I eat last Tuesday?") and
+turns it into a window ``[since, until)`` (``until`` exclusive), plus a recency/age preference, in the spirit
+of LongMemEval's time-aware query expansion. :func:`parse_time_window` reads a whole value (``--since "last
+Christmas"``, see :mod:`memcli.text.when`) with the same rules: context words are implied there, so ``2024``,
+``May``, ``Monday`` and ``Christmas`` are read alone, and ``now`` is the instant. It is pure (no I/O, no
+model, standard library only; it reads the system's zone only when asked, ``local=True``) and fast (the
+regular expressions are compiled at import; a query takes a few tens of microseconds).
 
 Windows are computed in the timezone of ``now`` (which must be timezone-aware); day, month and year
-boundaries fall at local midnight. Weeks start on Monday (ISO). Every date-like window ends at a local
-midnight, except ``last night`` and windows counted in hours.
+boundaries fall at local midnight (with ``local=True``, at the offset the system's zone has on that date, so
+a summer date read in winter is still local midnight). Weeks start on Monday (ISO). Every date-like window
+ends at a local midnight, except ``last night`` and windows counted in hours or minutes.
 
 Rules for window widths
 -----------------------
-* A named day (``today``, ``yesterday``, ``on Monday``, ``March 3``, ``2023-03-01``) is that calendar day.
+* A named day (``today``, ``yesterday``, ``on Monday``, ``March 3``, ``2023-03-01``) is that calendar day;
+  so is a date-time (``2023-03-01T14:30``, zone optional), though ``before|after|since|until`` cut at its instant.
   ``tonight``, ``this morning|afternoon|evening`` and ``earlier today`` are today; ``last night`` is
   yesterday 18:00 to today 06:00.
 * ``this|last week|month|year`` (and ``previous``, ``current``, ``the week|month|year before last``,
@@ -23,8 +28,9 @@ Rules for window widths
   last week``, ``in the last week`` and ``past week`` are the rolling 7 days.
 * ``N units ago`` is centred on the day N units before today (calendar months and years) and is one unit
   wide: the day itself for days, ±3 days for weeks (7 days), ±15 days for months (31 days), ±182 days for
-  years (365 days), ±30 minutes for hours. Vague counts (``a few`` = 3, ``a couple`` = 2, ``several`` = 4)
-  widen it to ± one unit (3 days for days, 15 for weeks, 61 for months, 731 for years, 2 hours for hours).
+  years (365 days); ``N hours|minutes ago`` is centred on that instant, ±30 minutes or ±30 seconds. Vague
+  counts (``a few`` = 3, ``a couple`` = 2, ``several`` = 4) widen it to ± one unit (3 days for days, 15 for
+  weeks, 61 for months, 731 for years, 2 hours for hours, 2 minutes for minutes).
 * A month (``in March``, ``March 2023``, ``Sept 2023``) is the calendar month; ``early|mid|late`` (also
   ``the beginning|middle|end of``) are its thirds: days 1-10, 11-20, 21-end. A year (``in 2023``) is the
   calendar year and its thirds are Jan-Apr, May-Aug, Sep-Dec. ``the 1990s`` is the decade.
@@ -46,7 +52,7 @@ Rules for window widths
 ``before X`` (also ``prior to``, ``earlier than``) gives ``until`` = the start of X; ``until|till X`` gives
 ``until`` = the end of X; ``since X`` gives ``since`` = the start of X; ``after X`` (``later than``) gives
 ``since`` = the end of X; the other side stays None. For ``N units ago`` the cut is the day N units ago
-itself rather than the window's edge. ``from X to Y`` and ``between X and Y`` give a range (``from X until
+itself (for hours and minutes, the instant) rather than the window's edge, and for a date-time its instant. ``from X to Y`` and ``between X and Y`` give a range (``from X until
 now`` is ``since X``); a year stated only at the end applies to both ends (``from March to May 2023``), and
 a weekday range ends on the most recent such day (``between Monday and Wednesday`` said on a Tuesday is
 last week's Monday to Wednesday). ``from X`` alone is just X ("notes from March"). An event instead of a
@@ -58,7 +64,8 @@ Ambiguous words are only read as time with context: ``May``/``March``/``Mar`` ne
 read, ``last may`` and ``this may`` are not); other abbreviations need context too, and only the full names
 January, February, July and September-December are read alone. ``fall`` needs a year or
 ``in|during|last|this`` (and not ``the fall of Rome``); weekdays need ``on|last|this past`` or a following
-``morning|afternoon|evening|night``.
+``morning|afternoon|evening|night``. A whole value (:func:`parse_time_window`) is a time by definition, so
+there all of these are read alone.
 
 If several date-like expressions occur, the first (leftmost) is used and the description names the others.
 """
@@ -69,10 +76,10 @@ import calendar
 import re
 import string
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import MAXYEAR, MINYEAR, UTC, date, datetime, timedelta, timezone
 
-__all__ = ["TimeHint", "parse_time_hint"]
+__all__ = ["TimeHint", "TimeWindow", "parse_time_hint", "parse_time_window"]
 
 
 @dataclass(frozen=True)
@@ -95,11 +102,27 @@ class TimeHint:
 
 
 @dataclass(frozen=True)
+class TimeWindow:
+    """A whole value read as one time expression (see :func:`parse_time_window`).
+
+    ``[since, until)`` is its window; ``at`` is the moment it names: where ``since X`` in a query would
+    cut (the window's start, or for a date-time, ``now`` and ``N units ago`` the point itself).
+    """
+
+    since: datetime
+    until: datetime
+    at: datetime
+    description: str
+
+
+@dataclass(frozen=True)
 class _Env:
     now: datetime
     today: date
     year: int | None = None  # year borrowed from the other end of a range
-    loose: bool = False  # the second end of a range: context words are implied
+    loose: bool = False  # the second end of a range, or a whole value: context words are implied
+    local: bool = False  # now is the system's local time: each date gets its own offset (summer time)
+    whole: bool = False  # the text is a whole value: a date datetime cannot hold is an error, not silence
 
 
 @dataclass(frozen=True)
@@ -153,7 +176,7 @@ def _alt(words: list[str] | dict[str, int]) -> str:
 
 _MON = rf"(?P<mon>{_alt(_MONTHS)})\b\.?"
 _YEAR = r"(?:19|20)\d\d"
-_NUM = rf"\d{{1,4}}|(?:a\s+)?few|(?:a\s+)?couple(?:\s+of)?|several|{_alt([w for w in _NUMBERS if w not in ('a', 'an')])}"
+_NUM = rf"\d+|(?:a\s+)?few|(?:a\s+)?couple(?:\s+of)?|several|{_alt([w for w in _NUMBERS if w not in ('a', 'an')])}"
 _UNIT = r"(?P<unit>hour|day|week|month|year)s?\b"
 _PART = r"(?:(?P<part>early|mid|late)[\s-]+|(?:the\s+)?(?P<part2>beginning|start|middle|end)\s+of\s+)"
 # before/after/since/until cut a window; from/between start a range. "up to" and "through" are left out on
@@ -167,7 +190,8 @@ def _compile(core: str) -> re.Pattern[str]:
 
 _ISO = _compile(
     r"\b(?:(?:on|in)\s+)?(?P<y>\d{4})(?P<sep>[-/.])(?P<m>\d{1,2})(?:(?P=sep)(?P<d>\d{1,2})"
-    r"(?:[t\s]\d{1,2}:\d\d(?::\d\d(?:\.\d+)?)?(?:z|[+-]\d\d:?\d\d)?)?)?\b(?![-/.:]\d)"
+    r"(?:[t\s](?P<hh>\d{1,2}):(?P<mi>\d\d)(?::(?P<ss>\d\d)(?:\.(?P<frac>\d+))?)?(?P<tz>z|[+-]\d\d:?\d\d)?)?)?"
+    r"\b(?![-/.:]\d)"
 )
 _RELDAY = _compile(
     r"\b(?P<w>(?:the\s+)?day\s+before\s+yesterday|yesterday|today|tonight|this\s+(?:morning|afternoon|evening)"
@@ -183,7 +207,7 @@ _ROLLING = _compile(
 )
 _AGO = _compile(
     rf"\b(?:(?:about|around|roughly|approximately|some|just|only|nearly|almost)\s+)?"
-    rf"(?P<n>{_NUM}|an?)\s+{_UNIT}\s+(?:ago|back)\b"
+    rf"(?P<n>{_NUM}|an?)\s+(?P<unit>minute|hour|day|week|month|year)s?\s+(?:ago|back)\b"
 )
 _MONTH = _compile(
     r"\b(?:(?P<ctx>(?:back\s+)?in|during|throughout|sometime\s+in|around|on|at|last|this)\s+)?"
@@ -235,12 +259,24 @@ def _norm(s: str) -> str:
     return " ".join(s.lower().replace("-", " ").split())
 
 
+def _local(env: _Env, naive: datetime) -> datetime:
+    """A wall-clock time where ``now`` is."""
+    if not env.local:
+        return naive.replace(tzinfo=env.now.tzinfo)
+    try:
+        return naive.astimezone()  # the local zone's offset on that date, not today's
+    except (ValueError, OverflowError, OSError) as e:  # year 1 or 9999 on the wrong side of UTC
+        raise OverflowError(str(e)) from e
+
+
 def _at(env: _Env, d: date, hour: int = 0) -> datetime:
-    return datetime(d.year, d.month, d.day, hour, tzinfo=env.now.tzinfo)
+    return _local(env, datetime(d.year, d.month, d.day, hour))
 
 
 def _add_months(d: date, n: int) -> date:
     y, m0 = divmod(d.year * 12 + d.month - 1 + n, 12)
+    if not MINYEAR <= y <= MAXYEAR:
+        raise OverflowError("date value out of range")  # out of range, unlike an impossible date (ValueError)
     return date(y, m0 + 1, min(d.day, calendar.monthrange(y, m0 + 1)[1]))
 
 
@@ -279,7 +315,21 @@ def _r_iso(m: re.Match[str], env: _Env) -> _Window | None:
         start = date(y, mo, 1)
         return _day_span(env, start, _add_months(start, 1), f"{_MONTH_NAMES[mo]} {y}", explicit_year=y)
     day = date(y, mo, int(m["d"]))
-    return _day_span(env, day, day + timedelta(days=1), day.isoformat(), explicit_year=y)
+    w = _day_span(env, day, day + timedelta(days=1), day.isoformat(), explicit_year=y)
+    return w if m["hh"] is None else replace(w, point=_clock(m, day, env))
+
+
+def _clock(m: re.Match[str], day: date, env: _Env) -> datetime:
+    """The instant an ISO date-time names: in its own zone, else where ``now`` is."""
+    micro = int((m["frac"] or "0")[:6].ljust(6, "0"))
+    naive = datetime(day.year, day.month, day.day, int(m["hh"]), int(m["mi"]), int(m["ss"] or 0), micro)
+    tz = m["tz"]
+    if tz is None:
+        return _local(env, naive)
+    if tz == "z":
+        return naive.replace(tzinfo=UTC)
+    offset = timedelta(hours=int(tz[1:3]), minutes=int(tz[-2:]))
+    return naive.replace(tzinfo=timezone(-offset if tz[0] == "-" else offset))
 
 
 def _r_relday(m: re.Match[str], env: _Env) -> _Window | None:
@@ -353,9 +403,10 @@ def _r_ago(m: re.Match[str], env: _Env) -> _Window | None:
     n, vague = c
     unit = m["unit"].lower()
     what = f"{_norm(m['n'])} {unit}{'s' if n != 1 or vague else ''} ago"
-    if unit == "hour":
-        point = env.now - timedelta(hours=n)
-        half = timedelta(hours=1) if vague else timedelta(minutes=30)
+    if unit in ("minute", "hour"):
+        one = timedelta(minutes=1) if unit == "minute" else timedelta(hours=1)
+        point = env.now - n * one
+        half = one if vague else one / 2
         return _Window(point - half, point + half, what, point=point)
     t = env.today
     if unit == "day":
@@ -443,7 +494,8 @@ def _r_dayfirst(m: re.Match[str], env: _Env) -> _Window | None:
         day = _ORDINALS[_norm(m["dw"])]
     else:
         day = int(m["d"])
-    if m["mon"].lower() in _AMBIGUOUS_MONTHS and not (m["on"] or m["the"] or m["ord"] or m["of"] or m["y"] or m["op"]):
+    context = m["on"] or m["the"] or m["ord"] or m["of"] or m["y"] or m["op"] or env.loose
+    if m["mon"].lower() in _AMBIGUOUS_MONTHS and not context:
         return None
     return _month_day(env, _MONTHS[m["mon"].lower()], day, int(m["y"]) if m["y"] else None)
 
@@ -470,7 +522,8 @@ def _r_season(m: re.Match[str], env: _Env) -> _Window | None:
     year = int(m["y"]) if m["y"] else None
     if year is None and not (ctx or m["op"] or env.loose or (m["part"] and word != "fall")):
         return None
-    if word == "fall" and year is None and (ctx not in ("in", "during", "last", "this") or _OF_NOUN.match(m.string, m.end())):
+    fall_context = env.loose or ctx in ("in", "during", "last", "this")
+    if word == "fall" and year is None and (not fall_context or _OF_NOUN.match(m.string, m.end())):
         return None  # "I fall", "in the fall of Rome"
     first = _SEASONS[word]
     explicit = year
@@ -573,6 +626,7 @@ def _r_weekday(m: re.Match[str], env: _Env) -> _Window | None:
 # Speed: a pattern is only searched when the query holds one of its trigger words (every match of it
 # contains one as a whole [a-z0-9]+ token); "#4" stands for any token that starts with four digits.
 _UNITS = frozenset(f"{u}{s}" for u in ("hour", "day", "week", "month", "year") for s in ("", "s"))
+_AGO_UNITS = _UNITS | {"minute", "minutes"}
 _MONTH_WORDS = frozenset(_MONTHS)
 _DIGITS4 = frozenset({"#4"})
 _PATTERNS: list[tuple[re.Pattern[str], _Resolver, frozenset[str]]] = [
@@ -580,7 +634,7 @@ _PATTERNS: list[tuple[re.Pattern[str], _Resolver, frozenset[str]]] = [
     (_RELDAY, _r_relday, frozenset({"yesterday", "today", "tonight", "morning", "afternoon", "evening", "night", "day"})),
     (_ROLLING, _r_rolling, _UNITS),
     (_CALENDAR, _r_calendar, frozenset({"week", "weekend", "month", "year"})),
-    (_AGO, _r_ago, _UNITS),
+    (_AGO, _r_ago, _AGO_UNITS),
     (_MONTH, _r_month, _MONTH_WORDS),
     (_DAYFIRST, _r_dayfirst, _MONTH_WORDS),
     (_YEARX, _r_year, _DIGITS4),
@@ -620,7 +674,11 @@ class _Found:
 def _resolve(resolver: _Resolver, m: re.Match[str], env: _Env) -> _Window | None:
     try:
         return resolver(m, env)
-    except (ValueError, OverflowError, StopIteration):  # an impossible date, or one outside datetime's range
+    except OverflowError:  # a date outside datetime's range
+        if env.whole and m.start() == 0 and m.end() == len(m.string):
+            raise  # the whole value is a time memcli cannot hold: say so rather than "cannot read"
+        return None
+    except (ValueError, StopIteration):  # an impossible date ("2023-02-30")
         return None
 
 
@@ -653,7 +711,7 @@ def _range_end(text: str, first: _Found, env: _Env) -> tuple[int, _Window, _Wind
     conn = _CONNECT.match(text, first.end)
     if conn is None:
         return None
-    loose = _Env(env.now, env.today, loose=True)
+    loose = replace(env, loose=True)
     ends: list[tuple[int, _Window, re.Match[str], _Resolver]] = []
     for pattern, resolver, _ in _PATTERNS:
         m = pattern.match(text, conn.end())
@@ -671,7 +729,7 @@ def _range_end(text: str, first: _Found, env: _Env) -> tuple[int, _Window, _Wind
     if start.borrow and second.explicit_year is not None:
         resolver = _PATTERNS[first.order][1]
         for y in (second.explicit_year, second.explicit_year - 1):
-            again = _resolve(resolver, first.match, _Env(env.now, env.today, year=y))
+            again = _resolve(resolver, first.match, replace(env, year=y))
             if again is not None and again.since < second.until:
                 start = again
                 break
@@ -680,9 +738,18 @@ def _range_end(text: str, first: _Found, env: _Env) -> tuple[int, _Window, _Wind
     return end, start, second
 
 
-def _date_hint(
-    text: str, original: str, env: _Env, tokens: set[str]
-) -> tuple[datetime | None, datetime | None, int, int, str, bool] | None:
+@dataclass(frozen=True)
+class _DateHint:
+    since: datetime | None
+    until: datetime | None
+    at: datetime | None  # the moment the expression names; None when open-ended (before/after/since/until X)
+    start: int
+    end: int
+    description: str
+    soft: bool
+
+
+def _date_hint(text: str, original: str, env: _Env, tokens: set[str]) -> _DateHint | None:
     """The first date-like expression in ``text`` (the lowercased query): window, span and description."""
     found = [
         f
@@ -695,30 +762,32 @@ def _date_hint(
     w, op, end = chosen.window, chosen.op, chosen.end
     since: datetime | None = w.since
     until: datetime | None = w.until
+    at: datetime | None = w.point or w.since
     if op in ("from", "between"):
         rng = _range_end(text, chosen, env)
         conn = _CONNECT.match(text, end)
         to_now = _TO_NOW.match(text, conn.end()) if conn is not None else None
         if rng is not None:
             end, first, second = rng
-            since, until = first.since, second.until
+            at = since = first.since
+            until = second.until
             desc = f"{first.label} to {second.label} ({_fmt(since)} … {_fmt(until)})"
         elif to_now is not None:  # "from 2020 until now", "between 2020 and now"
-            end, since, until = to_now.end(), w.since, None
+            end, since, until, at = to_now.end(), w.since, None, None
             desc = f"from {w.label} until now (from {_fmt(since)})"
         else:
             desc = f"{w.label} ({_fmt(w.since)} … {_fmt(w.until)})"
     elif op in ("before", "prior to", "earlier than"):
-        since, until = None, w.point or w.since
+        since, until, at = None, w.point or w.since, None
         desc = f"before {w.label} (until {_fmt(until)})"
     elif op in ("until", "till"):
-        since, until = None, w.point or w.until
+        since, until, at = None, w.point or w.until, None
         desc = f"until {w.label} (until {_fmt(until)})"
     elif op in ("after", "later than"):
-        since, until = w.point or w.until, None
+        since, until, at = w.point or w.until, None, None
         desc = f"after {w.label} (from {_fmt(since)})"
     elif op == "since":
-        since, until = w.point or w.since, None
+        since, until, at = w.point or w.since, None, None
         desc = f"since {w.label} (from {_fmt(since)})"
     else:
         desc = f"{w.label} ({_fmt(w.since)} … {_fmt(w.until)})"
@@ -730,7 +799,7 @@ def _date_hint(
     if others:
         names = ", ".join(f"'{original[g.start : g.end]}'" for g in sorted(others, key=lambda g: (g.start, g.order)))
         desc += f"; used the first of several time expressions (also: {names})"
-    return since, until, chosen.start, end, desc, w.soft
+    return _DateHint(since, until, at, chosen.start, end, desc, w.soft)
 
 
 _SPACES = re.compile(r"\s+")
@@ -747,10 +816,37 @@ def _tidy(text: str) -> str:
     return s.strip(" ,;:")
 
 
+def _require_aware(now: datetime) -> None:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("reading time expressions needs a timezone-aware now")
+
+
+def parse_time_window(text: str, now: datetime, *, local: bool = False) -> TimeWindow | None:
+    """Read ``text`` as one time expression, all of it (a flag value); None when it is not one.
+
+    It is the language of :func:`parse_time_hint`, with the context words implied (``2024``, ``May``,
+    ``Monday``, ``Christmas`` are read alone), plus ``now``, an instant (its window is empty). Open-ended
+    (``before March``, ``since 2020``) and vague values (``recently``, ``the other day``) are not windows.
+    ``local`` says ``now`` is the system's local time, so each date gets the local offset it has then
+    (summer time). Raises OverflowError when the text is a time outside the dates a datetime can hold.
+    """
+    _require_aware(now)
+    value = text.strip()
+    low = value.translate(_LOWER)
+    if low == "now":
+        return TimeWindow(now, now, now, "now")
+    env = _Env(now, now.date(), loose=True, local=local, whole=True)
+    hint = _date_hint(low, value, env, _tokens(low))
+    if hint is None or (hint.start, hint.end) != (0, len(low)) or hint.soft:
+        return None
+    if hint.since is None or hint.until is None or hint.at is None:
+        return None
+    return TimeWindow(hint.since, hint.until, hint.at, hint.description)
+
+
 def parse_time_hint(query: str, now: datetime) -> TimeHint | None:
     """Read the time expressions in ``query``; None when there are none. ``now`` must be timezone-aware."""
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("parse_time_hint needs a timezone-aware now")
+    _require_aware(now)
     env = _Env(now, now.date())
     spans: list[tuple[int, int]] = []
     parts: list[str] = []
@@ -761,9 +857,10 @@ def parse_time_hint(query: str, now: datetime) -> TimeHint | None:
     tokens = _tokens(low)
     hint = _date_hint(low, query, env, tokens)
     if hint is not None:
-        since, until, start, end, desc, soft = hint
+        since, until, soft = hint.since, hint.until, hint.soft
+        start, end = hint.start, hint.end
         matched = query[start:end]
-        parts.append(desc)
+        parts.append(hint.description)
         cut = end + 2 if query[end : end + 2].lower() in ("'s", "\u2019s") else end
         spans.append((start, cut))
     blanked = low if hint is None else low[: spans[0][0]] + " " * (spans[0][1] - spans[0][0]) + low[spans[0][1] :]
