@@ -349,7 +349,7 @@ class Memcli:
 def parse_time(value: str, now: datetime | None = None) -> datetime:
     """A point in time in the words `--since/--until/--when` accept (ISO dates, 'yesterday', '3 weeks
     ago', ...); raises a usage failure listing the forms."""
-    from memcli.text.timeexpr import parse_when
+    from memcli.text.when import parse_when
 
     return parse_when(value, now)
 

@@ -152,6 +152,6 @@ def test_services_never_print_or_render() -> None:
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_modules_stay_small(name: str) -> None:
     """A few hundred lines; a pure rule table (the time-expression rules) may be one longer file."""
-    limit = 850 if name == "memcli.text.timequery" else 520
+    limit = 950 if name == "memcli.text.timequery" else 520
     n = len(MODULES[name].read_text(encoding="utf-8").splitlines())
     assert n <= limit, f"{name} has {n} lines"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -353,14 +352,3 @@ def test_random_time_words_give_valid_windows(words: list[str]) -> None:
             assert h.since < h.until, text
         assert h.matched in text
         assert len(h.query) <= len(text)
-
-
-def test_fast() -> None:
-    queries = [q for q, _, _ in WINDOWS] + ["what did I say about the project with Anna and the budget spreadsheet?"] * 20
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for q in queries:
-            parse_time_hint(q, NOW)
-        best = min(best, (time.perf_counter() - t0) / len(queries))
-    assert best < 0.2e-3

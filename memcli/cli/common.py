@@ -48,9 +48,9 @@ def close() -> None:
 def when(value: str | None) -> datetime | None:
     if value is None:
         return None
-    from memcli.text.when import parse_when
+    from memcli.api import parse_time
 
-    return parse_when(value)
+    return parse_time(value)
 
 
 def kinds(values: list[str] | None) -> list:  # type: ignore[type-arg]
