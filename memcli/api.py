@@ -75,10 +75,6 @@ class Memcli:
         self._ctx.on_notice = on_notice
 
     @property
-    def ctx(self) -> Context:  # TEMPORARY during the issue-15 merge; removed before it lands
-        return self._ctx
-
-    @property
     def data_dir(self) -> Path:
         """Where this store's files live (owner-only)."""
         return self._ctx.paths.data_dir

@@ -104,7 +104,7 @@ class Context:
 
         store = self._server_store() if self.server_mode else MemoryStore(self.paths.data_dir, make_index)
         store.on_wait = self.on_wait
-        replayed = store.reconcile()
+        replayed = store.replay_pending()
         if replayed:
             self.notices.append(f"completed {replayed} memory write(s) that an earlier run left unfinished")
         from memcli.paths import readable_by_others

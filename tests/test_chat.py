@@ -25,7 +25,7 @@ T0 = datetime(2026, 3, 2, 9, 0).astimezone()
 
 
 def session(mem: Memcli, model: ScriptedChat, **kw: object) -> ChatSession:
-    return ChatSession(mem.ctx, model, background=False, clock=lambda: T0, **kw)  # type: ignore[arg-type]
+    return ChatSession(mem._ctx, model, background=False, clock=lambda: T0, **kw)  # type: ignore[arg-type]
 
 
 def current_facts(mem: Memcli) -> list[str]:
@@ -40,7 +40,7 @@ def test_new_fact_is_stored_with_its_origin(mem: Memcli) -> None:
     assert current_facts(mem) == ["The user's name is Noor."]
     fact = mem.list(kinds=[Kind.FACT]).memories[0]
     assert fact.source == f"chat:{s.session_id}"
-    links = mem.ctx.store.catalog.links(fact.id)
+    links = mem._ctx.store.catalog.links(fact.id)
     assert [(k, dst) for _, k, dst in links] == [("derived_from", r.stored[0])]
     episodes = mem.list(kinds=[Kind.EPISODE]).memories
     assert sorted(m.text for m in episodes) == ["assistant: Nice to meet you, Noor.", "user: Hi, I'm Noor and I live in Bergen."]
@@ -87,7 +87,7 @@ def test_contradiction_supersedes_with_the_time_it_stopped_being_true(mem: Memcl
     assert now_hits == ["The user lives in Oslo."]
     then = mem.recall("where does the user live", kinds=[Kind.FACT], as_of=T0 + timedelta(days=1), touch=False)
     assert [h.memory.text for h in then.hits] == ["The user lives in Bergen."]
-    history = mem.ctx.store.catalog.history(old.id)
+    history = mem._ctx.store.catalog.history(old.id)
     assert [a for _, a, _ in history] == ["add", "supersede"]
 
 
@@ -179,7 +179,7 @@ def test_invalid_json_changes_nothing_and_is_quarantined(mem: Memcli) -> None:
     s.ask("Also I paint.")
     assert current_facts(mem) == ["The user plays the cello."]
     assert len(s.report.errors) == 2 and "not JSON" in s.report.errors[0] and "schema" in s.report.errors[1]
-    quarantined = mem.ctx.store.catalog.quarantined()
+    quarantined = mem._ctx.store.catalog.quarantined()
     assert [q[2] for q in quarantined] == ["extract", "extract"]
     assert quarantined[1][5] == '{"facts": [{"text": "The user'  # the raw output, kept for inspection
 
@@ -241,12 +241,12 @@ def test_nothing_relevant_tells_the_model_so(mem: Memcli) -> None:
 
 
 def test_budget_is_never_exceeded_and_old_turns_fold_into_a_summary(mem: Memcli) -> None:
-    mem.ctx.settings.__dict__["chat"] = mem.ctx.settings.chat.__class__(
-        **{**mem.ctx.settings.chat.__dict__, "budget_tokens": 400, "summary_tokens": 60}
+    mem._ctx.settings.__dict__["chat"] = mem._ctx.settings.chat.__class__(
+        **{**mem._ctx.settings.chat.__dict__, "budget_tokens": 400, "summary_tokens": 60}
     )
     model = ScriptedChat(replies=[f"reply number {i} " + "words " * 20 for i in range(40)])
     model.answers = [{"summary": "The user talked about many numbered things."}] * 10
-    s = ChatSession(mem.ctx, model, background=False, clock=lambda: T0, remember=True)
+    s = ChatSession(mem._ctx, model, background=False, clock=lambda: T0, remember=True)
     s.learn = False  # only the summary uses the model here
     starts = []
     for i in range(30):
@@ -268,7 +268,7 @@ def test_message_over_budget_is_refused_clearly(mem: Memcli) -> None:
 def test_extraction_runs_in_the_background_and_yields_to_a_reply(mem: Memcli) -> None:
     gate = threading.Event()
     model = ScriptedChat(answers=[facts("The user likes jazz.")], gate=gate)
-    s = ChatSession(mem.ctx, model, clock=lambda: T0)
+    s = ChatSession(mem._ctx, model, clock=lambda: T0)
     s.ask("I like jazz.")  # returns while the extraction waits on the gate
     assert s.pending() >= 1 and current_facts(mem) == []
     t = time.perf_counter()
@@ -326,7 +326,7 @@ def test_streamed_reply_cannot_rewrite_the_terminal(capsys: pytest.CaptureFixtur
 
 def test_ctrl_c_while_streaming_stops_the_reply_and_keeps_it_marked(mem: Memcli) -> None:
     model = ScriptedChat(replies=["one two three four", "fine"], answers=[facts("The user likes jazz.")])
-    s = ChatSession(mem.ctx, model, clock=lambda: T0)  # the background learner: it must get the model back
+    s = ChatSession(mem._ctx, model, clock=lambda: T0)  # the background learner: it must get the model back
     shown: list[str] = []
 
     def show(piece: str) -> None:

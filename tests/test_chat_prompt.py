@@ -27,7 +27,7 @@ T0 = datetime(2026, 3, 2, 9, 0).astimezone()
 
 
 def session(mem: Memcli, model: ScriptedChat, **kw: object) -> ChatSession:
-    return ChatSession(mem.ctx, model, background=False, clock=lambda: T0, **kw)  # type: ignore[arg-type]
+    return ChatSession(mem._ctx, model, background=False, clock=lambda: T0, **kw)  # type: ignore[arg-type]
 
 
 def last_prompt(model: ScriptedChat) -> str:
@@ -115,7 +115,7 @@ def test_the_turn_says_whether_the_model_ended_it(mem: Memcli) -> None:
 
 
 def _settings(**kw: object) -> ChatSettings:
-    base = Memcli(env={"MEMCLI_HOME": "/nonexistent-home-for-settings"}).ctx.settings.chat
+    base = Memcli(env={"MEMCLI_HOME": "/nonexistent-home-for-settings"})._ctx.settings.chat
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
@@ -148,7 +148,7 @@ def test_ungrounded_facts_are_dropped_counted_and_listed_by_doctor(mem: Memcli) 
     assert texts == ["The user works at Halden Robotics as a firmware engineer."]
     dropped = [c for c in s.report.changes if c.action == "dropped"]
     assert [c.text for c in dropped] == ["The user is a professional."] and dropped[0].reason.startswith("ungrounded")
-    report = doctor(mem.ctx)
+    report = doctor(mem._ctx)
     finding = next(f for f in report.findings if f.check == "invented facts")
     assert finding.detail.startswith("1 dropped")
     assert any(q.operation == "ungrounded" and q.raw == "The user is a professional." for q in report.quarantined)

@@ -53,23 +53,21 @@ def learned(mem: Memcli, text: str, when: datetime) -> Memory:
     """A fact as chat learns it: true from, and recorded at, the time it was said."""
     t = when.timestamp()
     item = NewMemory(text, kind=Kind.FACT, source="chat:s1", event_at=t, valid_from=t, recorded_at=t, tags=("fact",))
-    [mid] = mem.ctx.store.add("default", [(item, mem.ctx.embedder.embed_documents([text])[0])], mem.ctx.embedder.model_id)
+    [mid] = mem._ctx.store.add("default", [(item, mem._ctx.embedder.embed_documents([text])[0])], mem._ctx.embedder.model_id)
     return get(mem, mid)
 
 
 def get(mem: Memcli, mid: str) -> Memory:
-    return mem.ctx.store.catalog.by_ids([mid])[mid]
+    return mem._ctx.store.catalog.by_ids([mid])[mid]
 
 
 def links(mem: Memcli, kind: str) -> set[tuple[str, str]]:
-    return {(r[0], r[1]) for r in mem.ctx.store.catalog.db.execute("SELECT src, dst FROM links WHERE kind = ?", (kind,))}
+    return mem._ctx.store.catalog.links_of_kind(kind)
 
 
 def dump(mem: Memcli) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every catalog table (the FTS5 index through its shadow tables)."""
-    db = mem.ctx.store.catalog.db
-    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-    return {t: sorted(db.execute(f"SELECT * FROM '{t}'").fetchall(), key=repr) for t in tables if t != "memory_fts"}
+    return mem._ctx.store.catalog.dump()
 
 
 def json_answers(model: ScriptedChat) -> int:
@@ -83,8 +81,8 @@ def test_dedupe_merges_near_identical_facts_and_is_restorable(mem: Memcli) -> No
     near = fact(mem, "User is allergic to peanuts.", tags=("allergy",))
     other = fact(mem, "The user lives in Bergen.")
     different = fact(mem, "The user lives in Oslo.")
-    mem.ctx.store.touch([first.id, copy.id])
-    mem.ctx.store.touch([copy.id, near.id])
+    mem._ctx.store.touch([first.id, copy.id])
+    mem._ctx.store.touch([copy.id, near.id])
 
     report = run(mem)
     d = report.step("dedupe")
@@ -94,8 +92,8 @@ def test_dedupe_merges_near_identical_facts_and_is_restorable(mem: Memcli) -> No
     assert kept.event_at == T0 and kept.access_count == 4
     assert {get(mem, i).state for i in (copy.id, near.id)} == {"trashed"}
     assert links(mem, "merged_from") == {(first.id, copy.id), (first.id, near.id)}
-    assert [a for _, a, _ in mem.ctx.store.catalog.history(first.id)][-1] == "merge"
-    assert mem.ctx.store.catalog.history(copy.id)[-1][1:] == ("trash", {"reason": "merged", "into": first.id})
+    assert [a for _, a, _ in mem._ctx.store.catalog.history(first.id)][-1] == "merge"
+    assert mem._ctx.store.catalog.history(copy.id)[-1][1:] == ("trash", {"reason": "merged", "into": first.id})
     assert {get(mem, i).state for i in (other.id, different.id)} == {"active"}  # names differ: not duplicates
     # The vector index follows: the copies are gone from recall, the survivor is found.
     hits = mem.recall("peanut allergy", kinds=[Kind.FACT], touch=False).hits
@@ -109,10 +107,10 @@ def test_dedupe_merges_near_identical_facts_and_is_restorable(mem: Memcli) -> No
 
 def test_dedupe_leaves_notes_episodes_and_ingested_facts_alone(mem: Memcli, tmp_path: Path) -> None:
     for _ in range(2):
-        mem.ctx.store.add(
+        mem._ctx.store.add(
             "default",
-            [(NewMemory("user: ok", kind=Kind.EPISODE, source="chat:s1"), mem.ctx.embedder.embed_documents(["user: ok"])[0])],
-            mem.ctx.embedder.model_id,
+            [(NewMemory("user: ok", kind=Kind.EPISODE, source="chat:s1"), mem._ctx.embedder.embed_documents(["user: ok"])[0])],
+            mem._ctx.embedder.model_id,
         )
     mem.add("Buy milk.")
     mem.add("buy milk!")
@@ -184,7 +182,7 @@ def test_invalid_llm_answer_is_quarantined_and_nothing_applied(mem: Memcli) -> N
     assert report.step("profile").failures and "not JSON" in report.step("profile").failures[0]
     assert all(m.current for m in mem.list(kinds=[Kind.FACT]).memories)
     assert mem.list(kinds=[Kind.PROFILE]).total == 0 and dump(mem)["links"] == before
-    quarantined = mem.ctx.store.catalog.quarantined()
+    quarantined = mem._ctx.store.catalog.quarantined()
     assert {q[2] for q in quarantined} == {"consolidate:reconcile", "consolidate:profile"}
     assert report.failures == 2 and report.needs_attention
 
@@ -247,7 +245,7 @@ def test_daily_and_weekly_summaries_link_to_their_sources_and_are_recallable(mem
     assert third.counts["daily_written"] == 1 and third.counts["weekly_written"] == 1
     old = get(mem, daily["2026-03-02"].id)
     assert old.state == "active" and not old.current and old.superseded_by is not None
-    assert mem.ctx.store.catalog.history(old.id)[-1][1] == "refine"
+    assert mem._ctx.store.catalog.history(old.id)[-1][1] == "refine"
     assert not get(mem, weekly.id).current
 
 
@@ -295,7 +293,7 @@ def test_profile_is_updated_within_budget_and_the_old_one_retired(home: Path) ->
 
     from memcli.services.profile import profile_text
 
-    assert profile_text(mem.ctx, "default", 40, model.count_tokens)[0] == profile.text
+    assert profile_text(mem._ctx, "default", 40, model.count_tokens)[0] == profile.text
     assert run(mem, model).step("profile").llm_calls == 0  # nothing learned since
 
     fact(mem, "The user started learning Norwegian.")
@@ -330,16 +328,16 @@ def test_related_memories_are_linked(mem: Memcli) -> None:
 def test_decay_reports_prune_candidates_and_prunes_nothing(mem: Memcli) -> None:
     old = datetime(2020, 1, 1).astimezone()
     for i in range(4):
-        mem.ctx.store.add(
+        mem._ctx.store.add(
             "default",
             [
                 (
                     NewMemory(f"Old chatter number {i}.", kind=Kind.EPISODE, source="chat:s0", event_at=old.timestamp(),
                                    recorded_at=old.timestamp(), importance=0.1),
-                    mem.ctx.embedder.embed_documents([f"Old chatter number {i}."])[0],
+                    mem._ctx.embedder.embed_documents([f"Old chatter number {i}."])[0],
                 )
             ],
-            mem.ctx.embedder.model_id,
+            mem._ctx.embedder.model_id,
         )  # fmt: skip
     mem.add("Fresh and important.", pinned=True)
     total = mem.stats().kinds
@@ -379,7 +377,7 @@ def test_dry_run_changes_nothing(mem: Memcli) -> None:
     assert report.step("dedupe").counts["merged"] == 1 and report.step("reconcile").counts["pairs"] >= 1
     assert report.step("summarise").counts["days_to_summarise"] == 1
     assert report.step("profile").counts["profile_to_update"] == 1 and report.step("link").counts["links"] >= 1
-    assert not (mem.ctx.paths.log_dir / "consolidate.log").exists()
+    assert not (mem._ctx.paths.log_dir / "consolidate.log").exists()
 
 
 def test_second_run_does_nothing_new(mem: Memcli) -> None:
@@ -415,7 +413,7 @@ def test_no_llm_runs_the_other_steps_and_says_which_it_skipped(mem: Memcli, cli:
 def test_report_is_logged_owner_only(mem: Memcli) -> None:
     busy_store(mem)
     report = run(mem)
-    log = mem.ctx.paths.log_dir / "consolidate.log"
+    log = mem._ctx.paths.log_dir / "consolidate.log"
     assert report.log_file == str(log)
     assert stat.S_IMODE(os.stat(log).st_mode) == 0o600
     run(mem)
@@ -424,7 +422,7 @@ def test_report_is_logged_owner_only(mem: Memcli) -> None:
 
 
 def test_a_second_concurrent_run_exits_with_busy(mem: Memcli, cli: Any) -> None:
-    with cons.run_lock(mem.ctx, wait=False):
+    with cons.run_lock(mem._ctx, wait=False):
         r = cli("consolidate", "--no-llm")
         assert r.code == ExitCode.BUSY == 9
         assert "another `memcli consolidate` is running" in r.err and f"pid {os.getpid()}" in r.err
@@ -435,7 +433,7 @@ def test_a_second_concurrent_run_exits_with_busy(mem: Memcli, cli: Any) -> None:
     held = threading.Event()
 
     def hold() -> None:
-        with cons.run_lock(mem.ctx, wait=False):
+        with cons.run_lock(mem._ctx, wait=False):
             held.set()
             time.sleep(0.5)
 
@@ -461,10 +459,10 @@ def test_a_change_interrupted_between_transactions_is_completed_by_the_next_run(
     monkeypatch.setattr(ConsolidationStore, "complete_intent", die)
     with pytest.raises(KeyboardInterrupt):
         run(mem, model)
-    assert mem.ctx.store.catalog.meta(cons.INTENT) is not None
+    assert mem._ctx.store.catalog.meta(cons.INTENT) is not None
     monkeypatch.setattr(ConsolidationStore, "complete_intent", real)
     report = run(mem, model)
-    assert report.recovered == 1 and mem.ctx.store.catalog.meta(cons.INTENT) is None
+    assert report.recovered == 1 and mem._ctx.store.catalog.meta(cons.INTENT) is None
     [daily] = mem.list(kinds=[Kind.SUMMARY], tags=["daily"]).memories
     assert len(links(mem, "summarises")) == 2  # the day's link, and the week's
     assert mem.list(kinds=[Kind.SUMMARY], tags=["daily"]).total == 1 and daily.current

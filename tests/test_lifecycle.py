@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from storekit import set_columns
 
 from memcli.api import Memcli
 from memcli.errors import ExitCode, MemcliFailure
@@ -46,8 +47,7 @@ def seed(
     [mid] = mem._ctx.store.add(space, [(item, emb.embed_documents([text])[0])], emb.model_id)
     if recalls or recalled_days_ago is not None:
         last = None if recalled_days_ago is None else time.time() - recalled_days_ago * DAY
-        with mem._ctx.store.catalog.transaction() as db:
-            db.execute("UPDATE memories SET access_count = ?, last_access = ? WHERE id = ?", (recalls, last, mid))
+        set_columns(mem, mid, access_count=recalls, last_access=last)
     return mid
 
 
@@ -224,8 +224,7 @@ def test_apply_skips_a_memory_recalled_or_pinned_after_the_plan(mem: Memcli) -> 
     plan = mem.prune().plan
     assert {c.memory.id for c in plan.candidates} == {a, b}
     mem._ctx.store.touch([a])
-    with mem._ctx.store.catalog.transaction() as db:
-        db.execute("UPDATE memories SET pinned = 1 WHERE id = ?", (b,))
+    set_columns(mem, b, pinned=1)
     done = mem.apply_prune(plan)
     assert set(done.skipped) == {a, b} and not done.pruned
     assert state(mem, a) == state(mem, b) == "active"
@@ -286,9 +285,8 @@ def test_prune_empties_trash_older_than_the_configured_age(cli, home: Path, monk
         stale = mem.add("Trashed long ago.").added[0].id
         recent = mem.add("Trashed yesterday.").added[0].id
         mem.forget([stale, recent])
-        with mem._ctx.store.catalog.transaction() as db:
-            db.execute("UPDATE memories SET trashed_at = ? WHERE id = ?", (time.time() - 40 * DAY, stale))
-            db.execute("UPDATE memories SET trashed_at = ? WHERE id = ?", (time.time() - 1 * DAY, recent))
+        set_columns(mem, stale, trashed_at=time.time() - 40 * DAY)
+        set_columns(mem, recent, trashed_at=time.time() - 1 * DAY)
     monkeypatch.setenv("MEMCLI_LIFECYCLE_TRASH_MAX_AGE_DAYS", "0")  # 0: prune never empties the trash
     assert "nothing to prune" in cli("prune", "--yes").err
     monkeypatch.delenv("MEMCLI_LIFECYCLE_TRASH_MAX_AGE_DAYS")

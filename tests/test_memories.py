@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from storekit import add_dangling_link
 
 from memcli.api import Memcli
 from memcli.errors import ExitCode, MemcliFailure
@@ -264,8 +265,7 @@ def test_doctor_finds_dangling_links_and_reports_held_locks(mem: Memcli, home: P
     assert report.ok
     assert next(f for f in report.findings if f.check == "links").detail.startswith("1 links, 0 ")
     assert "free" in next(f for f in report.findings if f.check == "locks").detail
-    with mem._ctx.store.catalog.transaction() as db:  # damage: a link to a memory that is not there
-        db.execute("INSERT INTO links(src, dst, kind, at) VALUES(?, 'feedfacefeedface', 'related', 0)", (a,))
+    add_dangling_link(mem, a)  # damage: a link to a memory that is not there
     bad = next(f for f in mem.doctor().findings if f.check == "links")
     assert not bad.ok and "1 to memories that no longer exist" in bad.detail
     assert mem.doctor(repair=True).ok and mem.doctor().ok

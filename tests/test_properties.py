@@ -277,7 +277,7 @@ def test_jsonl_import_skips_a_bad_file_naming_the_line(case: tuple[list[str], in
 
 
 def _count(mem: Memcli) -> int:
-    return int(mem._ctx.store.catalog.db.execute("SELECT count(*) FROM memories").fetchone()[0])
+    return mem._ctx.store.catalog.count()
 
 
 # -- random bytes as note files ---------------------------------------------------------------------
@@ -420,8 +420,8 @@ IMPORTS: Counter[int] = Counter()  # exit codes of the damaged imports (both out
 
 
 def _totals(mem: Memcli) -> tuple[int, ...]:
-    db = mem._ctx.store.catalog.db
-    return tuple(int(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in ("memories", "links", "audit", "sources"))
+    n = mem._ctx.store.catalog.row_counts()
+    return tuple(n[t] for t in ("memories", "links", "audit", "sources"))
 
 
 @profile(100)

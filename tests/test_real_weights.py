@@ -66,7 +66,7 @@ def similarity(mem: Memcli, fact: str, message: str) -> float | None:
     said = grounding.statements_of(message)
     if not said:
         return None
-    emb = mem.ctx.embedder
+    emb = mem._ctx.embedder
     fv, sv = emb.embed_documents([fact])[0], emb.embed_query(said)
     return float(sum(a * b for a, b in zip(fv, sv)))
 
@@ -250,8 +250,8 @@ def consolidated(tmp_path_factory: pytest.TempPathFactory, minilm_path: Path, st
     for d, turns in enumerate(days):
         for i, text in enumerate(turns):
             mem.add(text, kind=Kind.EPISODE, when=T0 + timedelta(days=d, minutes=10 * i), tags=("chat",))
-    cat = mem.ctx.store.catalog
-    before = cat.by_ids(r[0] for r in cat.db.execute("SELECT id FROM memories"))
+    cat = mem._ctx.store.catalog
+    before = cat.by_ids(cat.all_ids())
     # No chat model is configured, so it is named: consolidate (unlike chat) does not fall back to the starter.
     report = mem.consolidate(model=str(starter), now=NOW)
     yield Consolidated(mem, before, report)
@@ -261,7 +261,7 @@ def consolidated(tmp_path_factory: pytest.TempPathFactory, minilm_path: Path, st
 def test_consolidate_with_the_starter_loses_nothing(consolidated: Consolidated) -> None:
     mem, before, report = consolidated.mem, consolidated.before, consolidated.report
     assert report.llm == "SmolLM2-135M-Instruct.Q4_1.gguf" and report.llm_calls > 0
-    cat = mem.ctx.store.catalog
+    cat = mem._ctx.store.catalog
     after = cat.by_ids(before)
     assert set(after) == set(before), "memories were deleted"
     for mid, old in before.items():
@@ -286,7 +286,7 @@ def test_consolidate_llm_steps_run_to_the_end(consolidated: Consolidated) -> Non
 
 def test_consolidate_refinements_are_grounded_in_the_facts_they_merge(consolidated: Consolidated) -> None:
     mem = consolidated.mem
-    cat = mem.ctx.store.catalog
+    cat = mem._ctx.store.catalog
     problems = []
     for m in mem.list(kinds=[Kind.FACT], limit=100).memories:
         if m.id in consolidated.before:

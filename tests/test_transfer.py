@@ -81,7 +81,7 @@ def test_round_trip_is_lossless(
     mem, ids = source
     first = tmp_path / "first.jsonl"
     r = mem.export(first)
-    n = mem._ctx.store.catalog.db.execute("SELECT count(*) FROM memories").fetchone()[0]
+    n = mem._ctx.store.catalog.count()
     assert n >= 9 and r.memories == n and r.trashed == 1 and r.links == 2 and r.sources == 1 and r.spaces == ("default", "work")
     assert stat.S_IMODE(first.stat().st_mode) == 0o600  # it holds every memory
     lines = read(first)
@@ -94,7 +94,7 @@ def test_round_trip_is_lossless(
     assert exported[ids["bergen"]]["superseded_by"] == ids["oslo"] and exported[ids["bergen"]]["valid_until"] is not None
     assert exported[ids["junk"]]["state"] == "trashed" and exported[ids["junk"]]["trashed_at"] is not None
     vec = np.frombuffer(base64.b64decode(vet["embedding"]), dtype="<f4")
-    stored = mem._ctx.store.catalog.db.execute("SELECT embedding FROM memories WHERE id = ?", (ids["vet"],)).fetchone()[0]
+    stored = mem._ctx.store.catalog.embeddings([ids["vet"]])[ids["vet"]]
     assert vec.shape == (384,) and vec.tobytes() == stored
     before = {(q, sp): hits(mem, q, sp) for q in QUERIES for sp in ("default", "work")}
 
@@ -116,9 +116,9 @@ def test_round_trip_is_lossless(
         after = {(q, sp): hits(other, q, sp) for q in QUERIES for sp in ("default", "work")}
         assert after == before and any(after.values())
         # Every active row is in the keyword index and the vector index; the trash in neither.
-        db = other._ctx.store.catalog.db
-        assert db.execute("SELECT count(*) FROM memory_fts_docsize").fetchone()[0] == n - 1
-        assert db.execute("SELECT count(*) FROM memories WHERE vec_state NOT IN ('indexed', 'absent')").fetchone()[0] == 0
+        cat = other._ctx.store.catalog
+        assert cat.keyword_index_counts()[0] == n - 1
+        assert not cat.pending()
         assert all(f.ok for f in other.doctor().findings if f.check != "keyword index")
         assert other.restore([ids["junk"]])[0].state == "active"  # the trash came along, restorable
         # Importing again adds nothing.
@@ -130,7 +130,7 @@ def test_round_trip_is_lossless(
 
 def test_export_options_space_trash_stdout_and_markdown(cli, source: tuple[Memcli, dict[str, str]], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     mem, ids = source
-    total = mem._ctx.store.catalog.db.execute("SELECT count(*) FROM memories WHERE state = 'active'").fetchone()[0]
+    total = mem._ctx.store.catalog.count_where(state="active")
     mem.close()
     out = cli("export", "--space", "work", "--no-trash")
     assert out.code == 0, out.err
@@ -198,10 +198,8 @@ def test_import_refuses_a_malformed_file_and_writes_nothing(cli, source, tmp_pat
     assert j["ok"] is False and j["error"]["name"] == "USAGE"
     fresh = Memcli()
     try:
-        db = fresh._ctx.store.catalog.db
-        assert db.execute("SELECT count(*) FROM memories").fetchone()[0] == 0
-        assert db.execute("SELECT count(*) FROM audit").fetchone()[0] == 0
-        assert db.execute("SELECT count(*) FROM links").fetchone()[0] == 0
+        n = fresh._ctx.store.catalog.row_counts()
+        assert n["memories"] == n["audit"] == n["links"] == 0
     finally:
         fresh.close()
     assert cli("import", str(tmp_path / "missing.jsonl")).code == ExitCode.NOT_FOUND
@@ -229,14 +227,14 @@ def test_an_interrupted_import_keeps_whole_batches_and_resumes(
         monkeypatch.setattr(other._ctx.store.catalog, "audit", failing_audit)
         with pytest.raises(OSError):
             other.import_(f)
-        db = other._ctx.store.catalog.db
-        assert db.execute("SELECT count(*) FROM memories").fetchone()[0] == 4  # the first batch, whole
-        assert db.execute("SELECT count(*) FROM audit WHERE action = 'import'").fetchone()[0] == 4
-        assert db.execute("SELECT count(*) FROM memories WHERE vec_state = 'pending_add'").fetchone()[0] == 0
+        cat = other._ctx.store.catalog
+        assert cat.count() == 4  # the first batch, whole
+        assert cat.count_where(action="import") == 4
+        assert cat.count_where(vec_state="pending_add") == 0
         monkeypatch.setattr(other._ctx.store.catalog, "audit", real_audit)
         resumed = other.import_(f)
         assert len(resumed.skipped) == 4 and len(resumed.added) == total - 4
-        assert db.execute("SELECT count(*) FROM memories").fetchone()[0] == total
+        assert cat.count() == total
     finally:
         other.close()
 
@@ -259,12 +257,11 @@ def test_import_reembeds_rows_of_another_model(
         r = other.import_(f)
         n = len(by_type(lines, "memory"))
         assert r.reembedded == n and len(r.added) == n
-        row = other._ctx.store.catalog.db.execute(
-            "SELECT embedding, embed_model, text, keys FROM memories WHERE id = ?", (ids["vet"],)
-        ).fetchone()
-        assert row[1] == other._ctx.embedder.model_id
-        expected = np.asarray(other._ctx.embedder.embed_documents([row[2]])[0], dtype=np.float32)
-        assert np.allclose(np.frombuffer(row[0], dtype=np.float32), expected, atol=1e-5)
+        cat = other._ctx.store.catalog
+        vet, blob = cat.by_ids([ids["vet"]])[ids["vet"]], cat.embeddings([ids["vet"]])[ids["vet"]]
+        assert vet.embed_model == other._ctx.embedder.model_id
+        expected = np.asarray(other._ctx.embedder.embed_documents([vet.text])[0], dtype=np.float32)
+        assert np.allclose(np.frombuffer(blob, dtype=np.float32), expected, atol=1e-5)
         top = other.recall("what did the vet say about Pickle?", touch=False).hits[0]
         assert top.memory.id == ids["vet"]
     finally:
@@ -285,7 +282,7 @@ def test_import_into_a_store_of_another_model_is_refused(
         with pytest.raises(MemcliFailure) as e:
             other.import_(f)
         assert e.value.code == ExitCode.STORE and "reindex" in e.value.hint
-        assert other._ctx.store.catalog.db.execute("SELECT count(*) FROM memories").fetchone()[0] == 0
+        assert other._ctx.store.catalog.count() == 0
     finally:
         other.close()
 

@@ -15,7 +15,7 @@ Format (version 1; documented in the README, "Export and import"), one JSON obje
 Import checks the whole file before writing anything, so a malformed line changes nothing. It keeps
 ids (an id already in the store is skipped, with its audit entries), writes memories in batches —
 each batch, with its audit entries, one transaction, then replayed into the vector index the way the
-store replays an interrupted write (rows marked ``pending_add``, then ``store.reconcile()``) — and
+store replays an interrupted write (rows marked ``pending_add``, then ``store.replay_pending()``) — and
 re-embeds only rows whose model is not the store's. Links land when both ends exist afterwards.
 """
 

@@ -226,7 +226,7 @@ class ConsolidationStore:
                     [(keep.id, "merge", {"merged": ids, "reason": "duplicate"})]
                     + [(i, "trash", {"reason": "merged", "into": keep.id}) for i in ids],
                 )
-            store.reconcile()  # the store's own replay: drop the copies' vectors, re-file the survivor's
+            store.replay_pending()  # the store's own replay: drop the copies' vectors, re-file the survivor's
         return True
 
     # -- intents ---------------------------------------------------------------------------------

@@ -190,7 +190,7 @@ class MemoryStore:
                 self._lock_file.close()
                 self._lock_file = None
 
-    def reconcile(self) -> int:
+    def replay_pending(self) -> int:
         """Replay vector-index writes that a dead process left unconfirmed. Returns how many."""
         if not self.catalog.pending() and not self.catalog.tombstones():
             return 0
@@ -394,7 +394,7 @@ class MemoryStore:
                     )
                 self.catalog.fts_add(db, ids)
                 self.catalog.audit(db, now, [(i, "restore", {}) for i in ids])
-            self.reconcile()
+            self.replay_pending()
 
     def purge(self, memories: Sequence[Memory]) -> list[str]:
         """Erase every trace of these memories. Returns, in words, what was removed."""

@@ -36,7 +36,7 @@ def next_batch(store: MemoryStore, model_id: str, n: int = 256) -> list[tuple[st
 
 
 def save(store: MemoryStore, model_id: str, ids: Sequence[str], vectors: Sequence[Vector]) -> None:
-    """Store the new embeddings; active rows are queued for the vector index (``store.reconcile``)."""
+    """Store the new embeddings; active rows are queued for the vector index (``store.replay_pending``)."""
     with store.catalog.transaction() as db:
         db.executemany(
             "UPDATE memories SET embedding = ?, embed_model = ?, "
@@ -51,4 +51,4 @@ def finish(store: MemoryStore, model_id: str, dim: int) -> None:
     with cat.transaction() as db:
         cat.set_meta(db, "embed_model", model_id)
         cat.set_meta(db, "embed_dim", str(dim))
-    store.reconcile()
+    store.replay_pending()

@@ -4,7 +4,7 @@ file format; this module owns the SQL).
 Export reads one consistent snapshot through a read-only connection of its own, however long the
 export takes. Import writes rows as they were exported (ids, times, counters), each batch one
 transaction marked ``pending_add``, then replayed into the vector index the way the store replays an
-interrupted write (``MemoryStore.reconcile``)."""
+interrupted write (``MemoryStore.replay_pending``)."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def insert_memories(
         cat.fts_add(db, [m["id"] for m in rows if m["state"] == "active"])
         db.executemany("INSERT INTO audit(at, memory_id, action, detail) VALUES(?, ?, ?, ?)", list(history))
         cat.audit(db, at, [(i, "import", note) for i in ids])
-    store.reconcile()  # replays the batch's pending_add rows into the vector index
+    store.replay_pending()  # replays the batch's pending_add rows into the vector index
 
 
 def _row(m: dict[str, Any]) -> tuple[Any, ...]:

@@ -1,0 +1,32 @@
+"""What tests do to a store that memcli itself never does: age a memory, damage the catalog, rewind a
+server-mode cache (test_server_segments.py does that to a closed cache file, from outside). The one place in the tests that writes SQL; everything they *read* goes through
+the store's own inspection methods (memcli/store/inspect.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memcli.api import Memcli
+from memcli.store import Catalog
+
+# Columns a test may set directly (times and counters memcli only changes over days of use).
+SETTABLE = frozenset({"access_count", "last_access", "pinned", "trashed_at", "recorded_at", "event_at", "importance"})
+
+
+def catalog(mem: Memcli) -> Catalog:
+    return mem._ctx.store.catalog
+
+
+def set_columns(mem: Memcli, memory_id: str, **values: Any) -> None:
+    """Set catalog columns of one memory, as if time had passed (e.g. ``trashed_at`` 40 days ago)."""
+    bad = set(values) - SETTABLE
+    assert not bad, f"not a column tests may set: {bad}"
+    cols = ", ".join(f"{k} = ?" for k in values)
+    with catalog(mem).transaction() as db:
+        db.execute(f"UPDATE memories SET {cols} WHERE id = ?", [*values.values(), memory_id])
+
+
+def add_dangling_link(mem: Memcli, src: str, dst: str = "feedfacefeedface") -> None:
+    """Damage: a link to a memory that is not there (a purge never leaves one)."""
+    with catalog(mem).transaction() as db:
+        db.execute("INSERT INTO links(src, dst, kind, at) VALUES(?, ?, 'related', 0)", (src, dst))
