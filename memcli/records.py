@@ -157,6 +157,7 @@ class ForgetResult:
     purged: bool
     dry_run: bool
     removed: tuple[str, ...] = ()  # what a purge erased, in words
+    proof: PurgeProof | None = None  # a purge: where it scrubbed, and the scan of memcli's files
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -164,6 +165,7 @@ class ForgetResult:
             "purged": self.purged,
             "dry_run": self.dry_run,
             "removed": list(self.removed),
+            "proof": None if self.proof is None else self.proof.to_json(),
         }
 
 
@@ -196,3 +198,31 @@ class Stats:
         d = asdict(self)
         d["oldest"], d["newest"] = ts(self.oldest), ts(self.newest)
         return d
+
+
+@dataclass(frozen=True)
+class PurgeProof:
+    """What a purge did beyond the store, and the scan that proves it: every file memcli writes
+    (models aside) searched for each purged text. ``found_in`` empty is the proof."""
+
+    scrubbed: tuple[str, ...]  # what was rewritten, in words (with paths)
+    scanned_files: int
+    scanned_bytes: int
+    checked: int  # purged texts searched for
+    unchecked: tuple[str, ...]  # "ID: why" for texts not searched (too short to tell apart, still said by a kept memory)
+    found_in: tuple[str, ...]  # files still holding a purged text
+
+    @property
+    def clean(self) -> bool:
+        return not self.found_in
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "clean": self.clean,
+            "scrubbed": list(self.scrubbed),
+            "scanned_files": self.scanned_files,
+            "scanned_bytes": self.scanned_bytes,
+            "checked": self.checked,
+            "unchecked": list(self.unchecked),
+            "found_in": list(self.found_in),
+        }

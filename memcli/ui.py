@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.live import Live
 
+    from memcli.records import PurgeProof
+
 SCHEMA = "memcli/1"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _color = "auto"
@@ -168,3 +170,16 @@ class ReplyView:
         """Say that the reply was cut short (on a terminal: piped output stays the reply alone)."""
         if self._live is not None:
             notice("reply stopped")
+
+
+def purge_proof(proof: PurgeProof) -> None:
+    """Where a purge scrubbed, and what the scan of memcli's files found."""
+    for what in proof.scrubbed:
+        line(f"scrubbed {what}")
+    searched = f"searched {proof.scanned_files} files of memcli's ({proof.scanned_bytes / 1e6:.1f} MB, models aside)"
+    if proof.clean:
+        line(f"{searched} for the purged text of {proof.checked} memories: found nowhere")
+    else:
+        notice(f"{searched}: the purged text is STILL in " + ", ".join(proof.found_in))
+    for why in proof.unchecked:
+        notice(f"not searched for {why}")

@@ -52,7 +52,8 @@ def prune(
             return
     done = mem.apply_prune(plan, purge=purge)
     if json_:
-        return ui.emit_json("prune", done.to_json())
+        ui.emit_json("prune", done.to_json())
+        return _check_proof(done)
     if done.pruned:
         if done.purged:
             ui.line(f"purged {len(done.pruned)} faded memories: removed " + ", ".join(done.removed))
@@ -63,6 +64,9 @@ def prune(
         ui.line(f"emptied the trash of {len(done.emptied)} memories trashed more than {plan.trash_max_age_days:g} days ago")
     if done.skipped:
         ui.notice(f"left {len(done.skipped)} memories alone: recalled, pinned or changed since the plan was made")
+    if done.proof is not None:
+        ui.purge_proof(done.proof)
+    _check_proof(done)
 
 
 def _question(plan: PrunePlan, purge: bool) -> str:
@@ -259,3 +263,11 @@ def migrate(
         ui.notice(f'to use the server from now on, set [store] url = "{to}" in {api().config_file}')
     else:
         ui.notice('to use the embedded store from now on, set [store] url = "" (or remove it) in your config')
+
+
+def _check_proof(done: PruneResult) -> None:
+    """Erased memories whose text a scan still found: the purge did not keep its promise (exit STORE)."""
+    from memcli.errors import ExitCode
+
+    if done.proof is not None and not done.proof.clean:
+        raise typer.Exit(int(ExitCode.STORE))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -20,6 +20,9 @@ from memcli.cli.common import (
     short_id,
     when,
 )
+
+if TYPE_CHECKING:
+    from memcli.records import PurgeProof
 
 
 def add(
@@ -154,13 +157,17 @@ def forget(
         query = None
     result = mem.forget(refs or [], query=query, k=k, purge=purge, dry_run=dry_run, space=space)
     if json_:
-        return ui.emit_json("forget", result.to_json())
+        ui.emit_json("forget", result.to_json())
+        return _check_proof(result.proof)
     if dry_run:
         ui.table(["id", "text"], [(short_id(m.id), ui.short(m.text, 90)) for m in result.memories])
         ui.notice(f"dry run: {len(result.memories)} memories would be {'purged' if purge else 'moved to the trash'}")
         return
     if purge:
         ui.line(f"purged {len(result.memories)} memories: removed " + ", ".join(result.removed))
+        if result.proof is not None:
+            ui.purge_proof(result.proof)
+        _check_proof(result.proof)
     else:
         ui.line(
             f"moved {len(result.memories)} memories to the trash (undo: memcli restore "
@@ -235,4 +242,12 @@ def doctor(
         if not report.ok:
             ui.notice("problems found: `memcli doctor --repair` rebuilds the indexes from the catalog")
     if not report.ok:
+        raise typer.Exit(int(ExitCode.STORE))
+
+
+def _check_proof(proof: PurgeProof | None) -> None:
+    """A purge whose scan still found the text has not kept its promise: exit non-zero (STORE)."""
+    from memcli.errors import ExitCode
+
+    if proof is not None and not proof.clean:
         raise typer.Exit(int(ExitCode.STORE))

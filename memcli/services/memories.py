@@ -8,6 +8,7 @@ from datetime import datetime
 from memcli.context import Context
 from memcli.errors import not_found, usage_error
 from memcli.records import AddResult, ForgetResult, Kind, Memory, Page, Stats, from_epoch
+from memcli.services.scrub import scrub_and_prove
 from memcli.store import Filter, NewMemory, content_hash
 from memcli.text.chunking import split_text
 
@@ -154,7 +155,8 @@ def forget(
         return ForgetResult(tuple(memories), purged=purge, dry_run=True)
     if purge:
         removed = ctx.store.purge(memories)
-        return ForgetResult(tuple(memories), purged=True, dry_run=False, removed=tuple(removed))
+        proof = scrub_and_prove(ctx, memories)
+        return ForgetResult(tuple(memories), purged=True, dry_run=False, removed=tuple(removed), proof=proof)
     ctx.store.trash(memories)
     return ForgetResult(tuple(memories), purged=False, dry_run=False)
 

@@ -23,8 +23,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from memcli.context import Context
-from memcli.records import Kind, Memory, ts
+from memcli.records import Kind, Memory, PurgeProof, ts
 from memcli.services.retention import DAY, Retention, RetentionParams, assess
+from memcli.services.scrub import scrub_and_prove
 
 PROTECTIONS = ("pinned", "profile", "recently_recalled", "retired")
 
@@ -87,10 +88,12 @@ class PruneResult:
     emptied: tuple[str, ...]  # ids erased from the trash for age
     skipped: tuple[str, ...]  # candidates that changed since the plan (recalled, pinned, restored, gone)
     removed: tuple[str, ...] = ()  # what a purge erased, in words
+    proof: PurgeProof | None = None  # when something was erased: where it was scrubbed, and the scan
 
     def to_json(self) -> dict[str, Any]:
         return {
             **self.plan.to_json(),
+            "proof": None if self.proof is None else self.proof.to_json(),
             "applied": self.applied,
             "purged": self.purged,
             "pruned": list(self.pruned),
@@ -201,12 +204,12 @@ def apply_prune(ctx: Context, plan: PrunePlan, *, purge: bool = False) -> PruneR
         # Restored (and maybe trashed again) since the plan, or already gone: not ours to erase.
         expired = [fresh[i] for i in _still_expired(ctx, plan) if i in fresh]
         removed: list[str] = []
-        if purge:
-            removed = store.purge([*doomed, *expired])
-        else:
+        erased = [*doomed, *expired] if purge else expired
+        if not purge:
             store.trash(doomed, reason="prune")
-            if expired:
-                removed = store.purge(expired)
+        if erased:
+            removed = store.purge(erased)
+    proof = scrub_and_prove(ctx, erased) if erased else None
     return PruneResult(
         plan=plan,
         applied=True,
@@ -215,6 +218,7 @@ def apply_prune(ctx: Context, plan: PrunePlan, *, purge: bool = False) -> PruneR
         emptied=tuple(m.id for m in expired),
         skipped=tuple(skipped),
         removed=tuple(removed),
+        proof=proof,
     )
 
 

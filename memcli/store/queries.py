@@ -73,6 +73,11 @@ class DomainQueries:
         q = "SELECT DISTINCT memory_id FROM audit WHERE memory_id >= ? AND memory_id < ? LIMIT 2"
         return [str(r[0]) for r in self.db.execute(q, (prefix, prefix + "g"))]
 
+    def kept_texts_containing(self, text: str) -> int:
+        """How many memories (any state) still say ``text`` in their text or keys."""
+        q = "SELECT count(*) FROM memories WHERE instr(text, ?) > 0 OR instr(keys, ?) > 0"
+        return int(self.db.execute(q, (text, text)).fetchone()[0])
+
     # -- learning --------------------------------------------------------------------------------
     def current_fact_ids(self, space: str) -> list[str]:
         """Ids of the facts and profile entries of ``space`` that are true now (not retired, not trashed)."""
