@@ -33,6 +33,10 @@ class Inspection:
             args.append(vec_state)
         return int(self.db.execute(f"SELECT count(*) FROM memories WHERE {' AND '.join(parts)}", args).fetchone()[0])
 
+    def schema_version(self) -> int:
+        """The catalog schema this file is at (SQLite's user_version; older stores are upgraded on open)."""
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
     def all_ids(self) -> list[str]:
         """Every memory id, in writing order."""
         return [r[0] for r in self.db.execute("SELECT id FROM memories ORDER BY rowid")]
