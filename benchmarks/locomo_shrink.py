@@ -148,7 +148,7 @@ def main() -> int:
         t = time.perf_counter()
         consolidated = defaultdict(int)
         for m in meta.values():
-            report = mem.consolidate(space=m["space"], use_llm=False)
+            report = mem.consolidate(space=m["space"], use_llm=False, force=True)  # measuring the shrink, not the budget
             for step in report.steps:
                 for key, v in step.counts.items():
                     consolidated[f"{step.step}.{key}"] += v
@@ -164,7 +164,7 @@ def main() -> int:
             mem = Memcli(home=home)
             n = 0
             for m in meta.values():
-                r = mem.prune(space=m["space"], now=today + timedelta(days=h), apply=True, purge=True)
+                r = mem.prune(space=m["space"], now=today + timedelta(days=h), apply=True, purge=True, force=True)
                 n += len(r.pruned)
             mem.close()
             pruned[h] = n

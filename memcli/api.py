@@ -25,6 +25,7 @@ from memcli.records import AddResult, ForgetResult, Kind, Memory, Page, RecallRe
 
 if TYPE_CHECKING:  # the result types, re-exported: callers (the CLI too) import them from here
     from memcli.backends.base import ChatModel as ChatModel
+    from memcli.services.budget import OverBudget as OverBudget
     from memcli.services.chat import ChatSession as ChatSession
     from memcli.services.chat import TurnResult as TurnResult
     from memcli.services.consolidate import ConsolidateReport as ConsolidateReport
@@ -261,17 +262,22 @@ class Memcli:
         since: datetime | None = None,
         wait: bool = False,
         now: datetime | None = None,
+        force: bool = False,
     ) -> ConsolidateReport:
         """Deduplicate, reconcile, summarise, update the profile, link, report decay (``memcli consolidate``).
         ``model``: a ChatModel, a GGUF path / model name, or None for the configured one (the LLM steps
         are skipped, and the report says so, when there is none or ``use_llm`` is False). ``since``:
         only what changed since then (default: since the last run). ``dry_run``: report, change nothing.
+        A step that would take the run over the change budget (``[lifecycle] max_change_fraction``)
+        takes nothing out and ``report.over_budget`` says so, unless ``force``; ``report.no_effect``: the
+        run's writes were accepted and none of them shows in the store. Check both.
         Raises MemcliFailure (ExitCode.BUSY) if another consolidate holds the lock, unless ``wait``."""
         from memcli.services import consolidate as _consolidate
 
         return _consolidate.consolidate(
-            self._ctx, space=space, model=model, use_llm=use_llm, dry_run=dry_run, since=since, wait=wait, now=now
-        )
+            self._ctx, space=space, model=model, use_llm=use_llm, dry_run=dry_run, since=since, wait=wait, now=now,
+            force=force,
+        )  # fmt: skip
 
     def prune(
         self,
@@ -283,23 +289,29 @@ class Memcli:
         now: datetime | None = None,
         apply: bool = False,
         purge: bool = False,
+        force: bool = False,
     ) -> PruneResult:
         """Faded memories (retention below ``[lifecycle] prune_threshold``, or ``threshold``) and trash
         older than ``[lifecycle] trash_max_age_days``. Without ``apply`` only the plan (``result.plan``);
-        with it, faded memories go to the trash (erased with ``purge``) and old trash is erased. Pinned,
+        with it, faded memories go to the trash (erased with ``purge``) and old trash is erased. Only
+        ``kinds`` fade, by default ``[lifecycle] prune_kinds`` (conversation turns and summaries). Pinned,
         profile, recently recalled and retired memories are never pruned. ``older_than``: only memories
-        not recalled or recorded in that many days."""
+        not recalled or recorded in that many days. Applying raises MemcliFailure with
+        ExitCode.OVER_BUDGET (nothing changed) beyond the change budget unless ``force``, and with
+        ExitCode.NO_EFFECT when none of the planned changes shows in the store."""
         from memcli.services import prune as _prune
 
         return _prune.prune(
-            self._ctx, space=space, kinds=kinds, older_than=older_than, threshold=threshold, now=now, apply=apply, purge=purge
-        )
+            self._ctx, space=space, kinds=kinds, older_than=older_than, threshold=threshold, now=now, apply=apply,
+            purge=purge, force=force,
+        )  # fmt: skip
 
-    def apply_prune(self, plan: PrunePlan, *, purge: bool = False) -> PruneResult:
-        """Carry out a plan from :meth:`prune` (after showing it); memories changed since are skipped."""
+    def apply_prune(self, plan: PrunePlan, *, purge: bool = False, force: bool = False) -> PruneResult:
+        """Carry out a plan from :meth:`prune` (after showing it); memories changed since are skipped.
+        Over the change budget it raises (ExitCode.OVER_BUDGET, nothing changed) unless ``force``."""
         from memcli.services import prune as _prune
 
-        return _prune.apply_prune(self._ctx, plan, purge=purge)
+        return _prune.apply_prune(self._ctx, plan, purge=purge, force=force)
 
     def history(self, ref: str) -> MemoryHistory:
         """A memory's audit log, links and temporal fields (also for a purged id: its audit entries)."""

@@ -127,6 +127,9 @@ class LifecycleSettings:
     protect_recalled_days: float
     trash_max_age_days: float
     retention_weight: float
+    prune_kinds: list[str]
+    max_change_fraction: float
+    max_change_floor: int
 
 
 @dataclass(frozen=True)

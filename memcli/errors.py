@@ -23,6 +23,8 @@ class ExitCode(IntEnum):
     PARTIAL = 7  # the job finished but skipped some input (see the summary)
     NETWORK = 8  # a download the user asked for failed, or the configured chat server is unreachable/refuses
     BUSY = 9  # another `memcli consolidate` holds its lock (cron overlap); nothing was done
+    OVER_BUDGET = 10  # an unattended run would take out more than [lifecycle] max_change_fraction; nothing destructive was done
+    NO_EFFECT = 11  # the plan said it would change the store and nothing changed: a write path is broken
     INTERRUPTED = 130  # Ctrl-C; what was committed stays consistent
 
 

@@ -198,7 +198,9 @@ def faded_store(mem: Memcli) -> dict[str, str]:
 def test_prune_plan_never_includes_pinned_profile_recently_recalled_or_retired(tuned: Callable[..., Memcli]) -> None:
     mem = tuned(lifecycle__strength_episode=1.0)  # so "recent" has faded by the curve and only protection keeps it
     ids = faded_store(mem)
-    result = mem.prune()
+    # By default only conversation turns and summaries fade: the old fact is not offered.
+    assert [c.memory.id for c in mem.prune().plan.candidates] == [ids["plain"]]
+    result = mem.prune(kinds=[Kind.EPISODE, Kind.FACT, Kind.NOTE, Kind.PROFILE])
     plan = result.plan
     assert not result.applied and state(mem, ids["plain"]) == "active"  # a plan changes nothing
     assert {c.memory.id for c in plan.candidates} == {ids["plain"], ids["plain_fact"]}
@@ -208,7 +210,9 @@ def test_prune_plan_never_includes_pinned_profile_recently_recalled_or_retired(t
     assert [c.retention.score for c in plan.candidates] == sorted(c.retention.score for c in plan.candidates)
     # Narrowing: only facts; only memories untouched for more than 1000 days.
     assert [c.memory.id for c in mem.prune(kinds=[Kind.FACT]).plan.candidates] == [ids["plain_fact"]]
-    assert [c.memory.id for c in mem.prune(older_than=1000).plan.candidates] == [ids["plain_fact"]]
+    assert [c.memory.id for c in mem.prune(kinds=[Kind.FACT, Kind.EPISODE], older_than=1000).plan.candidates] == [
+        ids["plain_fact"]
+    ]
     done = mem.apply_prune(plan)
     assert set(done.pruned) == {ids["plain"], ids["plain_fact"]} and not done.skipped
     assert state(mem, ids["plain"]) == state(mem, ids["plain_fact"]) == "trashed"
@@ -219,8 +223,8 @@ def test_prune_plan_never_includes_pinned_profile_recently_recalled_or_retired(t
 
 
 def test_apply_skips_a_memory_recalled_or_pinned_after_the_plan(mem: Memcli) -> None:
-    a = seed(mem, "An old note about gutters.", 2000)
-    b = seed(mem, "An old note about fences.", 2000)
+    a = seed(mem, "An old remark about gutters.", 2000, kind=Kind.EPISODE)
+    b = seed(mem, "An old remark about fences.", 2000, kind=Kind.EPISODE)
     plan = mem.prune().plan
     assert {c.memory.id for c in plan.candidates} == {a, b}
     mem._ctx.store.touch([a])
@@ -232,7 +236,7 @@ def test_apply_skips_a_memory_recalled_or_pinned_after_the_plan(mem: Memcli) -> 
 
 def test_prune_cli_applies_only_with_yes(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
     with _Opened() as mem:
-        old = seed(mem, "Something said long ago about the shed.", 3000)
+        old = seed(mem, "Something said long ago about the shed.", 3000, kind=Kind.EPISODE)
         kept = seed(mem, "Fresh news about the shed.", 0)
     plan_only = cli("prune")
     assert plan_only.code == 0
@@ -251,7 +255,7 @@ def test_prune_cli_applies_only_with_yes(cli, home: Path) -> None:  # type: igno
 
 def test_prune_cli_asks_on_a_terminal(cli, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     with _Opened() as mem:
-        old = seed(mem, "A long forgotten remark about tea.", 3000)
+        old = seed(mem, "A long forgotten remark about tea.", 3000, kind=Kind.EPISODE)
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -269,7 +273,7 @@ def test_prune_cli_asks_on_a_terminal(cli, home: Path, monkeypatch: pytest.Monke
 
 def test_prune_purge_erases_instead_of_trashing(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
     with _Opened() as mem:
-        old = seed(mem, "An ancient shopping list: flour, eggs.", 3000)
+        old = seed(mem, "An ancient shopping list: flour, eggs.", 3000, kind=Kind.EPISODE)
     r = cli("prune", "--purge", "--yes", "--json")
     assert r.code == 0, r.err
     data = r.json()["data"]

@@ -745,7 +745,8 @@ def test_random_command_lines_never_crash(
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
-    """Any argv: a result or a documented refusal (2 usage, 3 not found, 5 model, 6 store, 7 partial);
+    """Any argv: a result or a documented refusal (2 usage, 3 not found, 5 model, 6 store, 7 partial,
+    10 over the change budget, 11 no effect);
     never exit 1 (a bug) or a traceback. Not driven here: chat (needs a model; tests/test_chat_cli.py),
     consolidate (tests/test_consolidate.py) and `models pull` (the network)."""
     argv = data.draw(command_line(cli_paths))
@@ -754,7 +755,7 @@ def test_random_command_lines_never_crash(
     code, out, err = _run_main(argv, monkeypatch, capsys)
     EXITS[code] += 1
     assert isinstance(code, int)
-    assert code in (0, 2, 3, 5, 6, 7), (argv, code, out[-500:], err[-500:])
+    assert code in (0, 2, 3, 5, 6, 7, 10, 11), (argv, code, out[-500:], err[-500:])
     assert "Traceback" not in out + err and "internal error" not in out + err, (argv, out[-500:], err[-500:])
     if "--json" in argv and code in (3, 5, 6) and out.strip():
         envelope = json.loads(out.strip().splitlines()[-1])

@@ -19,6 +19,10 @@ def consolidate(
     wait: Annotated[
         bool, typer.Option("--wait", help="If another consolidate is running, wait for it instead of exiting (code 9).")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Take out (merge away, retire) more than [lifecycle] max_change_fraction of the space."),
+    ] = False,
     model: ModelOpt = None,
     space: SpaceOpt = None,
     json_: JsonOpt = False,
@@ -26,11 +30,15 @@ def consolidate(
     """Make memory smaller, truer and better organised: merge duplicates, retire contradicted facts,
     summarise days and weeks, update your profile, link related memories, report what is fading.
     Safe to run from cron (see README, "Nightly consolidation"); --since limits it to recent changes
-    (default: what changed since the last run)."""
+    (default: what changed since the last run). A run that would take out more than
+    [lifecycle] max_change_fraction of the space takes nothing out and exits with code 10 (--force
+    overrides); one whose changes do not show in the store exits with code 11."""
     from memcli import ui
     from memcli.errors import ExitCode
 
-    report = api(space).consolidate(space=space, model=model, use_llm=not no_llm, dry_run=dry_run, since=when(since), wait=wait)
+    report = api(space).consolidate(
+        space=space, model=model, use_llm=not no_llm, dry_run=dry_run, since=when(since), wait=wait, force=force
+    )
     if json_:
         ui.emit_json("consolidate", report.to_json())
     elif ui.is_terminal():
@@ -57,6 +65,8 @@ def consolidate(
                 ui.notice(f"{s.step} failed (nothing applied): {f}")
         if report.missing_model:
             ui.notice("reconcile, summarise and profile need a chat model: set [chat] model (README, Chat), or pass --no-llm")
+        if report.over_budget is not None and report.dry_run:
+            ui.notice(f"a real run would stop here: {report.over_budget.message}")
         if report.log_file:
             ui.notice(f"report appended to {report.log_file}")
     elif report.needs_attention:
@@ -65,6 +75,12 @@ def consolidate(
         parts = [f"{report.failures} failure(s)"] if report.failures else []
         if skipped:
             parts.append(f"skipped {', '.join(skipped)}: {report.step(skipped[0]).reason}")
-        ui.notice("consolidate: " + "; ".join(parts) + (f" (details: {report.log_file})" if report.log_file else ""))
+        if parts:  # the change budget and a write without effect are said below, as errors
+            ui.notice("consolidate: " + "; ".join(parts) + (f" (details: {report.log_file})" if report.log_file else ""))
+    problem = report.failure()
+    if problem is not None:
+        if json_:  # the report above carries it (over_budget, no_effect): one JSON document on stdout
+            raise typer.Exit(int(problem.code))
+        raise problem
     if report.failures:
         raise typer.Exit(int(ExitCode.PARTIAL))

@@ -26,15 +26,21 @@ def prune(
     ] = None,
     purge: Annotated[bool, typer.Option("--purge", help="Erase faded memories instead of moving them to the trash.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply the plan without asking.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="With --yes: apply even if more than [lifecycle] max_change_fraction would go.")
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show the plan.")] = False,
     space: SpaceOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Let faded memories go: those whose retention (which falls with time since their last recall,
     slower for often-recalled and important ones) is below the threshold move to the trash, and the
-    trash is emptied of what has been there longer than lifecycle.trash_max_age_days. Pinned,
-    profile, recently recalled and superseded memories are never pruned. Shows the plan first."""
+    trash is emptied of what has been there longer than lifecycle.trash_max_age_days. Only
+    conversation turns and summaries fade unless --kind names others (lifecycle.prune_kinds). Pinned,
+    profile, recently recalled and superseded memories are never pruned. Shows the plan first.
+    --yes refuses a plan over the change budget (exit 10) unless --force."""
     from memcli import ui
+    from memcli.errors import ExitCode
 
     mem = api(space)
     result = mem.prune(space=space, kinds=kinds(kind), older_than=older_than, threshold=threshold, purge=purge)
@@ -50,7 +56,8 @@ def prune(
         if not typer.confirm(_question(plan, purge), default=False):
             ui.notice("nothing was changed")
             return
-    done = mem.apply_prune(plan, purge=purge)
+        force = True  # the budget guards unattended runs: this one was read and agreed to
+    done = mem.apply_prune(plan, purge=purge, force=force)
     if json_:
         ui.emit_json("prune", done.to_json())
         return _check_proof(done)
@@ -67,6 +74,9 @@ def prune(
     if done.proof is not None:
         ui.purge_proof(done.proof)
     _check_proof(done)
+    if done.unconfirmed:
+        ui.notice(f"{len(done.unconfirmed)} changes did not show in the store when read back: run `memcli doctor`")
+        raise typer.Exit(int(ExitCode.PARTIAL))
 
 
 def _question(plan: PrunePlan, purge: bool) -> str:
@@ -116,6 +126,9 @@ def _show_plan(result: PruneResult, json_: bool, message: str) -> None:
             f"{len(plan.expired_trash)} memories have been in the trash more than {plan.trash_max_age_days:g} days "
             "and would be erased"
         )
+    over = plan.over_budget(purge=result.purged)
+    if over is not None:
+        ui.notice(f"{over.excess}: --yes applies it only with --force")
     if message:
         ui.notice(message)
 

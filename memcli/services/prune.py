@@ -2,7 +2,9 @@
 
 A plan is built first (what would go, with its score, age, recalls and why) and applied only when the
 caller says so; applying re-checks every memory under the write lock, so one recalled, pinned or
-restored since the plan was shown is left alone. Never pruned, whatever their score:
+restored since the plan was shown is left alone. Only the kinds in ``[lifecycle] prune_kinds``
+(conversation turns and summaries) fade unless the caller names kinds: notes, facts and the profile are
+what the user wrote or said on purpose. Never pruned, whatever their score:
 
 * pinned memories (the user said keep this);
 * profile memories (the user portrait chat relies on);
@@ -12,6 +14,11 @@ restored since the plan was shown is left alone. Never pruned, whatever their sc
 
 Pruned memories go to the trash (``memcli restore`` brings them back) unless ``purge``; the trash
 itself is emptied of memories trashed more than ``[lifecycle] trash_max_age_days`` ago.
+
+Applying is refused (ExitCode.OVER_BUDGET, nothing changed) when it would take out more than the change
+budget (services/budget.py) unless ``force``; and every change is read back: a run whose plan had work
+and that changed nothing fails with ExitCode.NO_EFFECT. A run whose candidates were all left alone
+because they changed since the plan (recalled, pinned, restored) did what it should: that is success.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from typing import Any
 
 from memcli.context import Context
 from memcli.records import Kind, Memory, PurgeProof, ts
+from memcli.services.budget import ChangeBudget, OverBudget, no_effect
 from memcli.services.retention import DAY, Retention, RetentionParams, assess
 from memcli.services.scrub import scrub_and_prove
 
@@ -56,13 +64,18 @@ class PrunePlan:
     space: str
     now: datetime
     threshold: float
-    kinds: tuple[str, ...]  # () = every kind
+    kinds: tuple[str, ...]  # the kinds that may fade: those named, else [lifecycle] prune_kinds
     older_than_days: float | None
     candidates: tuple[PruneCandidate, ...]  # faded, lowest retention first
     expired_trash: tuple[Memory, ...]  # in the trash longer than trash_max_age_days
     trash_max_age_days: float  # 0 = the trash is never emptied by prune
     scored: int  # active memories looked at
     protected: dict[str, int]  # faded but kept, by reason (PROTECTIONS)
+    budget: ChangeBudget
+
+    def over_budget(self, *, purge: bool = False) -> OverBudget | None:
+        """Would applying this plan take out more than an unattended run may? (None: it fits.)"""
+        return self.budget.check("prune", len(self.candidates), "erase" if purge else "move to the trash")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +89,7 @@ class PrunePlan:
             "candidates": [c.to_json() for c in self.candidates],
             "trash_max_age_days": self.trash_max_age_days,
             "expired_trash": [m.id for m in self.expired_trash],
+            "budget": {**self.budget.to_json(), "over": self.over_budget() is not None},
         }
 
 
@@ -89,6 +103,8 @@ class PruneResult:
     skipped: tuple[str, ...]  # candidates that changed since the plan (recalled, pinned, restored, gone)
     removed: tuple[str, ...] = ()  # what a purge erased, in words
     proof: PurgeProof | None = None  # when something was erased: where it was scrubbed, and the scan
+    unconfirmed: tuple[str, ...] = ()  # changes the store accepted that did not show when read back
+    forced: bool = False  # applied over the change budget (--force)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -100,6 +116,8 @@ class PruneResult:
             "emptied": list(self.emptied),
             "skipped": list(self.skipped),
             "removed": list(self.removed),
+            "unconfirmed": list(self.unconfirmed),
+            "forced": self.forced,
         }
 
 
@@ -132,8 +150,10 @@ def plan_prune(
     threshold: float | None = None,
     now: datetime | None = None,
 ) -> PrunePlan:
-    """What prune would do, changing nothing. ``older_than``: only memories not recalled or recorded
-    in that many days (on top of the threshold); ``threshold`` overrides ``[lifecycle] prune_threshold``."""
+    """What prune would do, changing nothing. ``kinds``: the kinds that may fade (default ``[lifecycle]
+    prune_kinds``; naming them also limits which trash is emptied); ``older_than``: only memories not
+    recalled or recorded in that many days (on top of the threshold); ``threshold`` overrides
+    ``[lifecycle] prune_threshold``."""
     from memcli.errors import usage_error
 
     ls = ctx.settings.lifecycle
@@ -146,7 +166,10 @@ def plan_prune(
         raise usage_error(f"--older-than must be 0 or more days, got {older_than:g}")
     ref = now or datetime.now(UTC)
     at = ref.timestamp()
-    kind_values = tuple(dict.fromkeys(k.value for k in kinds))
+    named = tuple(dict.fromkeys(k.value for k in kinds))
+    # What the user wrote on purpose fades only when they name its kind; the trash is emptied of every
+    # kind unless they narrowed the command (what sits there was already given up).
+    kind_values = named or tuple(dict.fromkeys(ls.prune_kinds))
     cat = ctx.store.catalog
     candidates: list[PruneCandidate] = []
     protected = dict.fromkeys(PROTECTIONS, 0)
@@ -165,7 +188,7 @@ def plan_prune(
     expired: list[Memory] = []
     if ls.trash_max_age_days > 0:
         cutoff = at - ls.trash_max_age_days * DAY
-        expired = cat.trashed_before(space, kind_values, cutoff)
+        expired = cat.trashed_before(space, named, cutoff)
     return PrunePlan(
         space=space,
         now=ref,
@@ -177,12 +200,15 @@ def plan_prune(
         trash_max_age_days=ls.trash_max_age_days,
         scored=scored,
         protected=protected,
+        budget=ChangeBudget.of(ctx, space),
     )
 
 
-def apply_prune(ctx: Context, plan: PrunePlan, *, purge: bool = False) -> PruneResult:
+def apply_prune(ctx: Context, plan: PrunePlan, *, purge: bool = False, force: bool = False) -> PruneResult:
     """Carry out ``plan``: candidates to the trash (or erased with ``purge``), expired trash erased.
-    Each memory is re-read under the write lock; one that changed since the plan is skipped."""
+    Each memory is re-read under the write lock; one that changed since the plan is skipped. Raises
+    MemcliFailure: ExitCode.OVER_BUDGET (nothing changed) when more would go than the change budget
+    allows, unless ``force``; ExitCode.NO_EFFECT when there was work and none of it shows in the store."""
     store = ctx.store
     ls = ctx.settings.lifecycle
     at = plan.now.timestamp()
@@ -203,22 +229,34 @@ def apply_prune(ctx: Context, plan: PrunePlan, *, purge: bool = False) -> PruneR
                 doomed.append(m)
         # Restored (and maybe trashed again) since the plan, or already gone: not ours to erase.
         expired = [fresh[i] for i in _still_expired(ctx, plan) if i in fresh]
+        over = plan.budget.check("prune", len(doomed), "erase" if purge else "move to the trash")
+        if over is not None and not force:
+            raise over.failure(look="memcli prune", go="memcli prune --yes --force")
         removed: list[str] = []
         erased = [*doomed, *expired] if purge else expired
         if not purge:
             store.trash(doomed, reason="prune")
         if erased:
             removed = store.purge(erased)
+        # Read back what was written: a write path that accepts and drops changes must not pass for a prune.
+        after = store.catalog.by_ids([m.id for m in (*doomed, *expired)])
+        pruned = [m.id for m in doomed if (m.id not in after if purge else after.get(m.id, m).state == "trashed")]
+        emptied = [m.id for m in expired if m.id not in after]
+        unconfirmed = [m.id for m in (*doomed, *expired) if m.id not in {*pruned, *emptied}]
+    if unconfirmed and not pruned and not emptied:
+        raise no_effect("memcli prune", len(unconfirmed))
     proof = scrub_and_prove(ctx, erased) if erased else None
     return PruneResult(
         plan=plan,
         applied=True,
         purged=purge,
-        pruned=tuple(m.id for m in doomed),
-        emptied=tuple(m.id for m in expired),
+        pruned=tuple(pruned),
+        emptied=tuple(emptied),
         skipped=tuple(skipped),
         removed=tuple(removed),
         proof=proof,
+        unconfirmed=tuple(unconfirmed),
+        forced=force and over is not None,
     )
 
 
@@ -241,9 +279,10 @@ def prune(
     now: datetime | None = None,
     apply: bool = False,
     purge: bool = False,
+    force: bool = False,
 ) -> PruneResult:
     """Plan, and with ``apply`` carry out, a prune (see :func:`plan_prune` and :func:`apply_prune`)."""
     plan = plan_prune(ctx, space=space, kinds=kinds, older_than=older_than, threshold=threshold, now=now)
     if not apply:
         return PruneResult(plan=plan, applied=False, purged=purge, pruned=(), emptied=(), skipped=())
-    return apply_prune(ctx, plan, purge=purge)
+    return apply_prune(ctx, plan, purge=purge, force=force)

@@ -60,13 +60,19 @@ class Retention:
 
 def check_settings(s: LifecycleSettings) -> None:
     """Values the curve cannot work with are configuration errors, named by key."""
+    kinds = [k.value for k in Kind]
     for f in fields(s):
         v = getattr(s, f.name)
         bad = ""
-        if f.name.startswith("strength_") and not v > 0:
+        if f.name == "prune_kinds":
+            if not v or any(k not in kinds for k in v):
+                bad = f"a non-empty list of: {', '.join(kinds)}"
+        elif f.name.startswith("strength_") and not v > 0:
             bad = "a number of days above 0"
         elif f.name == "prune_threshold" and not 0 <= v < 1:
             bad = "at least 0 and below 1"
+        elif f.name == "max_change_fraction" and not 0 <= v <= 1:
+            bad = "a fraction from 0 to 1 (0.02 = 2 %)"
         elif not f.name.startswith("strength_") and v < 0:
             bad = "0 or more"
         if bad:

@@ -25,6 +25,11 @@ class DomainQueries:
         q = "SELECT kind, count(*) FROM memories WHERE space = ? AND state = 'active' GROUP BY kind"
         return {r[0]: int(r[1]) for r in self.db.execute(q, (space,))}
 
+    def current_count(self, space: str) -> int:
+        """Memories of ``space`` that are active and current (not trashed, not retired): what recall can return."""
+        q = "SELECT count(*) FROM memories WHERE space = ? AND state = 'active' AND retired_at IS NULL"
+        return int(self.db.execute(q, (space,)).fetchone()[0])
+
     def space_summary(self, space: str) -> tuple[int, int, float | None, float | None]:
         """(trashed, pinned active, oldest time, newest time) of ``space``."""
         q = (

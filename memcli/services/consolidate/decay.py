@@ -1,5 +1,5 @@
-"""decay (no LLM): every memory is scored against the prune threshold and the candidates are reported
-(what ``memcli prune`` would offer); nothing is pruned. The scores are computed, not stored
+"""decay (no LLM): the memories of the kinds that fade (``[lifecycle] prune_kinds``) are scored against the
+prune threshold and the candidates are reported (what ``memcli prune`` would offer); nothing is pruned. The scores are computed, not stored
 (memcli/services/retention.py), so a dry run and a real one do the same."""
 
 from __future__ import annotations
@@ -35,5 +35,7 @@ def refresh(ctx: Context, *, space: str, now: datetime) -> DecayReport:
     counts.update({f"protected_{k}": v for k, v in plan.protected.items() if v})
     if plan.expired_trash:
         counts["expired_trash"] = len(plan.expired_trash)
+    if plan.over_budget() is not None:  # `memcli prune --yes` would refuse it without --force
+        counts["prune_over_budget"] = len(plan.candidates)
     examples = tuple(f"{c.memory.id[:8]} fading ({c.why}): {short(c.memory.text)}" for c in plan.candidates[:10])
     return DecayReport(counts=counts, examples=examples)

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from memcli.records import Memory
 from memcli.services.consolidate.shared import SOURCE, Feed, Pool, Run, Step, norm
 from memcli.text.short import short
+
+Merge = tuple[int, Memory, list[Memory]]  # (seq of the change that found it, survivor, copies)
 
 
 def run(run: Run, st: Step) -> None:
@@ -17,9 +20,12 @@ def run(run: Run, st: Step) -> None:
     restored = run.data.merged_ids()
     pools: dict[str, Pool] = {}
     gone: set[str] = set()
+    # Every merge is planned before any is made: over the change budget the step makes none of them.
+    plan: list[tuple[int, list[Merge]]] = []  # (batch's last seq, its merges)
     for b in range(0, len(changed), cfg.batch_size):
         batch = changed[b : b + cfg.batch_size]
-        for _, m in batch:
+        merges: list[Merge] = []
+        for seq, m in batch:
             st.add("checked")
             if m.id in gone or m.id in restored or m.source.startswith(SOURCE + ":"):
                 continue  # consolidate's own summaries are one per period by construction
@@ -44,11 +50,30 @@ def run(run: Run, st: Step) -> None:
             kv = pool.vecs[pool.row[keep.id]]
             # Every copy must be a duplicate of the survivor too, not just of m (no chains).
             merged = [x for x in members if x is not keep and run.duplicate(x, keep, float(pool.vecs[pool.row[x.id]] @ kv))]
-            if not merged or (not run.dry_run and not run.data.merge(keep.id, [x.id for x in merged])):
+            if merged:
+                gone.update(x.id for x in merged)
+                merges.append((seq, keep, merged))
+        plan.append((batch[-1][0], merges))
+    planned = [x for _, merges in plan for x in merges]
+    if run.dry_run:
+        for _, keep, merged in planned:
+            _count(st, keep, merged)
+    if not run.take_out(st, "dedupe", sum(len(merged) for _, _, merged in planned), "merge away") or run.dry_run:
+        return  # over the budget, the cursor stays: the same merges are planned again next run
+    for last, merges in plan:
+        for seq, keep, merged in merges:
+            ids = [x.id for x in merged]
+            if not run.data.merge(keep.id, ids):
+                continue  # changed since it was read (a chat wrote or forgot meanwhile)
+            if not st.confirm(run.landed(present=[keep.id], gone=ids), f"merge into {keep.id[:8]}"):
+                feed.defer(seq)
                 continue
-            gone.update(x.id for x in merged)
-            st.add("clusters")
-            st.add("merged", len(merged))
-            st.example(f"{keep.id[:8]} kept, {len(merged)} merged: {short(keep.text)}")
-        feed.commit(batch[-1][0])
+            _count(st, keep, merged)
+        feed.commit(last)
     feed.commit()
+
+
+def _count(st: Step, keep: Memory, merged: list[Memory]) -> None:
+    st.add("clusters")
+    st.add("merged", len(merged))
+    st.example(f"{keep.id[:8]} kept, {len(merged)} merged: {short(keep.text)}")

@@ -60,7 +60,9 @@ def run(run: Run, st: Step) -> None:
         return feed.commit()
     item = NewMemory(text=text, kind=Kind.PROFILE, source=f"{SOURCE}:profile", tags=("profile",), importance=0.9)
     links = [("derived_from", m.id) for m in fresh[-50:]]
-    run.write(item, links=links, replaces=[(old.id, "refine")] if old else [], note={"op": "profile"})
+    mid = run.write(item, links=links, replaces=[(old.id, "refine")] if old else [], note={"op": "profile"})
+    if not st.confirm(run.landed(present=[mid], gone=[old.id] if old else []), "profile"):
+        return None  # the cursor stays: tried again next run
     st.add("profile_updated")
     st.add("profile_tokens", count(text))
     st.example(short(text, 120))

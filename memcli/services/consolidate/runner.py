@@ -41,17 +41,19 @@ def consolidate(
     since: datetime | None = None,
     wait: bool = False,
     now: datetime | None = None,
+    force: bool = False,
 ) -> ConsolidateReport:
     """Run every step (see the package docstring). ``model``: the chat model, or a GGUF path / model name
     (default: the configured one); ``use_llm=False`` runs only the steps that need none; ``since``
     limits the work to what changed since then (default: since the last run); ``dry_run`` reports what
     would change and changes nothing; ``wait`` queues behind a running consolidate instead of failing
-    with ExitCode.BUSY; ``now`` is the reference time (which days and weeks are over)."""
+    with ExitCode.BUSY; ``now`` is the reference time (which days and weeks are over). A step that would
+    take the run over the change budget takes nothing out (``report.over_budget``) unless ``force``."""
     space = ctx.space(space)
     started = datetime.now().astimezone()
     t0 = time.perf_counter()
     with run_lock(ctx, wait=wait):
-        run = Run(ctx, space, dry_run, since, now or started)
+        run = Run(ctx, space, dry_run, since, now or started, force=force)
         recovered = 0 if dry_run else run.data.recover_intent()
         since_label = run.since_label()
         steps: list[StepReport] = []
@@ -66,8 +68,9 @@ def consolidate(
             if run.loaded_model is not None:
                 run.loaded_model.close()
         report = ConsolidateReport(
-            space, started, dry_run, llm_name, since_label, tuple(steps), time.perf_counter() - t0, recovered
-        )
+            space, started, dry_run, llm_name, since_label, tuple(steps), time.perf_counter() - t0, recovered,
+            budget=run.budget, taken_out=run.taken_out, over_budget=run.over, forced=run.forced,
+        )  # fmt: skip
         if not dry_run:
             with ctx.store.catalog.transaction() as db:
                 ctx.store.catalog.set_meta(db, f"consolidate:{space}:last_run", json.dumps(report.to_json()))
@@ -131,8 +134,9 @@ def _run_step(run: Run, name: str, step: Callable[[Run, Step], None]) -> StepRep
     except Exception as e:  # one broken step must not stop the others (cron has nobody to ask)
         st.status, st.reason = "failed", getattr(e, "message", None) or f"{type(e).__name__}: {e}"
     return StepReport(
-        name, st.status, st.reason, st.counts, time.perf_counter() - t0, st.calls, tuple(st.failures), tuple(st.examples)
-    )
+        name, st.status, st.reason, st.counts, time.perf_counter() - t0, st.calls, tuple(st.failures), tuple(st.examples),
+        st.writes, st.unconfirmed,
+    )  # fmt: skip
 
 
 def _log(ctx: Context, report: ConsolidateReport) -> ConsolidateReport:

@@ -20,6 +20,7 @@ from memcli.context import Context
 from memcli.errors import config_error
 from memcli.prompts import consolidate as prompts
 from memcli.records import Kind, Memory, ts
+from memcli.services.budget import ChangeBudget, OverBudget
 from memcli.services.extract import ask_json
 from memcli.store import NewMemory, embed_input
 from memcli.store.consolidation import ConsolidationStore, Intent
@@ -41,9 +42,21 @@ class Step:
     calls: int = 0
     status: str = "done"
     reason: str = ""
+    writes: int = 0  # changes made and seen in the store when read back
+    unconfirmed: int = 0  # changes the store accepted that reading back does not show
 
     def add(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
+
+    def confirm(self, ok: bool, what: str) -> bool:
+        """Count a change the step made, as read back from the store: one that does not show is a failure
+        (and the step holds its cursor back, so the change is tried again next run)."""
+        if ok:
+            self.writes += 1
+        else:
+            self.unconfirmed += 1
+            self.failures.append(f"{what}: the store accepted the change but reading it back does not show it")
+        return ok
 
     def example(self, text: str) -> None:
         if len(self.examples) < EXAMPLES:
@@ -66,8 +79,10 @@ class Pool:
 class Run:
     """One consolidate run: its settings, the model it may ask, and the store in consolidate's words."""
 
-    def __init__(self, ctx: Context, space: str, dry_run: bool, since: datetime | None, now: datetime) -> None:
-        self.ctx, self.space, self.dry_run, self.now = ctx, space, dry_run, now
+    def __init__(
+        self, ctx: Context, space: str, dry_run: bool, since: datetime | None, now: datetime, *, force: bool = False
+    ) -> None:
+        self.ctx, self.space, self.dry_run, self.now, self.force = ctx, space, dry_run, now, force
         self.since_ts = since.timestamp() if since is not None else None
         self.cfg = ctx.settings.consolidate
         self.store = ctx.store
@@ -76,6 +91,10 @@ class Run:
         self.model: ChatModel | None = None
         self.loaded_model: ChatModel | None = None  # loaded here, so closed here
         self.calls = 0
+        self.budget = ChangeBudget.of(ctx, space)
+        self.taken_out = 0  # memories the steps have taken out so far (within the budget)
+        self.over: OverBudget | None = None  # the step that hit the budget: nothing more is taken out
+        self.forced = False  # --force let the run go over the budget
         for key in ("dedupe_kinds", "link_kinds"):
             bad = [k for k in getattr(self.cfg, key) if k not in {x.value for x in Kind}]
             if bad:
@@ -101,6 +120,35 @@ class Run:
             mems.append(m)
             vecs.append(np.frombuffer(blob, dtype=np.float32))
         return Pool(mems, np.vstack(vecs) if vecs else np.zeros((0, 1), dtype=np.float32))
+
+    def take_out(self, st: Step, step: str, n: int, what: str) -> bool:
+        """May ``step`` take ``n`` memories out of the space (``what``: in words)? All or nothing: False
+        means it applies none of them, leaves its cursor where it was (the same work is found next run)
+        and its status says why. Once a step has hit the budget, no later step takes anything out."""
+        if n == 0:
+            return True
+        over = self.over or self.budget.check(step, n, what, before=self.taken_out)
+        if over is not None and self.force:
+            self.forced = True
+        elif over is not None:
+            first = self.over is None
+            self.over = over
+            st.status = "over budget"
+            st.reason = over.message if first else f"the run is over its change budget ({over.step}): nothing taken out"
+            st.add("held_back", n)
+            return False
+        self.taken_out += n
+        return True
+
+    def landed(self, *, present: Sequence[str] = (), gone: Sequence[str] = ()) -> bool:
+        """Read a change back: is each of ``present`` active and current, and none of ``gone``?"""
+        got = self.cat.by_ids([*present, *gone])
+
+        def live(i: str) -> bool:
+            m = got.get(i)
+            return m is not None and m.state == "active" and m.current
+
+        return all(live(i) for i in present) and not any(live(i) for i in gone)
 
     def duplicate(self, a: Memory, b: Memory, similarity: float) -> bool:
         """The same words after normalising (case, punctuation, spacing: whatever the embedding says), or

@@ -76,6 +76,8 @@ def _period(run: Run, st: Step, level: str, tag: str, first: date, sources: list
     if not sources:  # everything it summarised was forgotten
         for s in current:
             run.store.trash([s], reason="what it summarised was forgotten")
+        if not st.confirm(run.landed(gone=[s.id for s in current]), f"{level} summary {tag} trashed"):
+            return False
         st.add("summaries_trashed", len(current))
         return True
     text = _ask_summary(run, st, level, tag, first, lines)
@@ -86,7 +88,9 @@ def _period(run: Run, st: Step, level: str, tag: str, first: date, sources: list
         keys=f"{level} summary {words}", importance=0.6,
     )  # fmt: skip
     links = [("summarises", m.id) for m in sources]
-    run.write(item, links=links, replaces=replaces, note={"op": "summarise", "period": tag, "sources": len(sources)})
+    mid = run.write(item, links=links, replaces=replaces, note={"op": "summarise", "period": tag, "sources": len(sources)})
+    if not st.confirm(run.landed(present=[mid], gone=[s.id for s in current]), f"{level} summary {tag}"):
+        return False  # the period is fed again next run
     st.add(f"{level}_written")
     st.add("summaries_replaced", len(current))
     st.example(f"{tag}: {short(text)}")
