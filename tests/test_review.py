@@ -176,6 +176,18 @@ def test_remember_is_not_reviewed_and_duplicates_wait_once(rev: Memcli) -> None:
     assert len(rev.review().facts) == 1
 
 
+def test_forget_that_rejects_a_matching_fact_waiting_for_review(rev: Memcli) -> None:
+    s = session(rev)
+    s.ask(PICKLE)
+    s.ask("I work as a nurse.")
+    changes = s.forget("my dog Pickle")
+    held = [c for c in changes if c.pending_review]
+    assert [(c.action, c.text) for c in held] == [("forgotten", PICKLE_FACT)]
+    assert [f.text for f in rev.review().facts] == ["The user works as a nurse."]
+    s.ask(PICKLE)
+    assert s.report.changes[-1].action == "dropped"
+
+
 def test_approving_a_fact_known_meanwhile_writes_nothing(rev: Memcli) -> None:
     s = session(rev)
     s.ask(PICKLE)
@@ -265,3 +277,33 @@ def test_a_schema_3_store_is_upgraded_in_place(home: Path) -> None:
     assert [f.text for f in mem.review().facts] == [PICKLE_FACT]
     assert mem._ctx.store.catalog.row_counts()["review_pending"] == 1
     mem.close()
+
+
+def test_server_mode_shares_the_queue_and_a_rejection_leaves_no_text_on_the_server(
+    device: Callable[..., Memcli], chroma_server: Any, server_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEMCLI_CHAT_REVIEW", "true")
+    monkeypatch.setenv("MEMCLI_CHAT_EXTRACTOR", "rules")
+    a = device("a")
+    session(a).ask("My dog is called Zanzibarquokka.")
+    a.close()
+    b = device("b")  # another machine reviews what a learned
+    [pending] = b.review().facts
+    assert pending.text == "The user's dog is called Zanzibarquokka."
+    b.reject([pending.id])
+    b.close()
+    import chromadb
+    from chromadb.config import Settings
+
+    client = chromadb.HttpClient(
+        host="127.0.0.1", port=chroma_server.port, database=server_db, settings=Settings(anonymized_telemetry=False)
+    )
+    names = [c.name for c in client.list_collections() if c.name.startswith("memcli.changelog")]
+    docs = [d for n in names for d in client.get_collection(n, embedding_function=None).get(include=["documents"])["documents"]]
+    assert any("Zanzibarquokka" in d for d in docs)  # the user's own turn stays: it is the conversation
+    assert not any("The user's dog is called Zanzibarquokka" in d for d in docs)
+    c = device("c")  # a cache rebuilt from the scrubbed log: nothing pending, the rejection known
+    assert c.review().facts == ()
+    s = session(c)
+    s.ask("My dog is called Zanzibarquokka.")
+    assert s.report.changes[-1].action == "dropped" and c.review().facts == ()

@@ -148,7 +148,10 @@ def _forget(session: ChatSession, arg: str) -> None:
         ui.notice("nothing I remember matches that")
         return
     ui.table(["id", "forgotten"], [(short_id(c.memory_id or ""), ui.short(c.text, 100)) for c in gone])
-    ui.notice("moved to the trash: `memcli restore ID` brings one back, `memcli forget --purge` erases for good")
+    if any(not c.pending_review for c in gone):
+        ui.notice("moved to the trash: `memcli restore ID` brings one back, `memcli forget --purge` erases for good")
+    if any(c.pending_review for c in gone):
+        ui.notice("facts that were waiting for your review are rejected: they will not be learned again")
 
 
 def _recall(session: ChatSession, arg: str) -> None:

@@ -34,7 +34,7 @@ from memcli.prompts import chat as prompts
 from memcli.records import Kind, Memory
 from memcli.services import grounding
 from memcli.services.chat_prompt import SMALL_MODEL_PARAMS
-from memcli.store import NewMemory, ReviewQueue, Succession, content_hash, fingerprint
+from memcli.store import NewMemory, ReviewQueue, Succession, blob_to_vec, content_hash, fingerprint
 from memcli.text.statements import first_person_statements
 from memcli.text.timequery import parse_time_hint
 
@@ -452,4 +452,12 @@ def forget_matching(ctx: Context, phrase: str, *, space: str, also: Sequence[str
     extra = [m for m in store.catalog.by_ids(also).values() if m.state == "active" and m.id not in found]
     store.trash([*doomed, *extra], reason="forget that")
     out = [FactChange("forgotten", m.text, m.id, reason=f"asked to forget: {phrase}") for m in doomed]
+    # Facts waiting for review are in no index: compared here. Rejected, so no later approval keeps them.
+    queue = ReviewQueue(store)
+    held = [
+        r for r in queue.pending_facts(space)
+        if r.embed_model == ctx.embedder.model_id and _cos(qv, blob_to_vec(r.embedding)) >= cs.forget_similarity
+    ][:FORGET_MAX]  # fmt: skip
+    queue.reject_pending(held)
+    out += [FactChange("forgotten", r.text, r.id, reason=f"asked to forget: {phrase}", pending_review=True) for r in held]
     return out or [FactChange("forgotten", phrase, reason="nothing remembered matched")]
