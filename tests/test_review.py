@@ -198,6 +198,30 @@ def test_approving_a_fact_known_meanwhile_writes_nothing(rev: Memcli) -> None:
     assert facts_in_memory(rev) == [PICKLE_FACT] and rev.review().facts == ()
 
 
+def test_an_approval_cut_short_by_the_vector_index_completes_at_the_next_start(home: Path) -> None:
+    """The memory and the queue change in one transaction: a failure after it leaves the fact approved
+    (its vector write replayed at the next open), never lost and never both pending and a memory."""
+    mem = Memcli(settings={("chat", "review"): True, ("chat", "extractor"): "rules"})
+    session(mem).ask(PICKLE)
+    [pending] = mem.review().facts
+    index = mem._ctx.store.index
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("the vector index went away")
+
+    index.upsert = broken  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        mem.approve([pending.id])
+    assert mem._ctx.store.catalog.count_where(vec_state="pending_add") == 1
+    mem._ctx.store.close()  # the process "dies" here
+    again = Memcli()
+    assert again.review().facts == ()
+    assert again._ctx.store.catalog.count_where(vec_state="pending_add") == 0  # replayed at open
+    assert again.recall("what is my dog called?", kinds=[Kind.FACT], touch=False).hits[0].memory.id == pending.id
+    assert again.doctor().ok
+    again.close()
+
+
 def test_unknown_ids_change_nothing(rev: Memcli) -> None:
     from memcli.errors import ExitCode, MemcliFailure
 

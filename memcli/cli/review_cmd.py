@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     rich_markup_mode=None,
-    help="Facts chat learned that wait for your review ([chat] review = true): list, approve, reject, edit.",
+    help="Facts chat learned that wait for your review ([chat] review = true). Without a command: list them, "
+    "oldest first (not recalled, not shown to the model, replacing nothing until approved).",
     invoke_without_command=True,
 )
 IdsArg = Annotated[Optional[list[str]], typer.Argument(help="Pending fact ids (or unique prefixes), as `memcli review` lists them.")]  # noqa: UP045
