@@ -39,6 +39,10 @@ if TYPE_CHECKING:  # the result types, re-exported: callers (the CLI too) import
     from memcli.services.prune import PrunePlan as PrunePlan
     from memcli.services.prune import PruneResult as PruneResult
     from memcli.services.reindex import ReindexResult as ReindexResult
+    from memcli.services.review import Decision as Decision
+    from memcli.services.review import PendingFact as PendingFact
+    from memcli.services.review import ReviewList as ReviewList
+    from memcli.services.review import ReviewResult as ReviewResult
     from memcli.services.transfer import ExportResult as ExportResult
     from memcli.services.transfer import ImportResult as ImportResult
 
@@ -156,6 +160,31 @@ class Memcli:
 
         llm = model if model is not None and not isinstance(model, str) else self._ctx.load_chat_model(model)
         return ChatSession(self._ctx, llm, space=space, remember=remember, system=system)
+
+    def review(self, *, space: str | None = None) -> ReviewList:
+        """Facts chat learned that wait for review (``[chat] review = true``), oldest first: not
+        recalled, not shown to the model, replacing nothing until approved."""
+        from memcli.services import review as _review
+
+        return _review.pending(self._ctx, space)
+
+    def approve(self, refs: Sequence[str] = (), *, every: bool = False, space: str | None = None) -> ReviewResult:
+        """Make pending facts (by id, or ``every`` one of ``space``) memories, retiring what each replaces."""
+        from memcli.services import review as _review
+
+        return _review.approve(self._ctx, refs, every=every, space=space)
+
+    def reject(self, refs: Sequence[str] = (), *, every: bool = False, space: str | None = None) -> ReviewResult:
+        """Drop pending facts: their text is deleted and the same words do not teach them again."""
+        from memcli.services import review as _review
+
+        return _review.reject(self._ctx, refs, every=every, space=space)
+
+    def edit_pending(self, ref: str, text: str) -> ReviewResult:
+        """Approve a pending fact in your own words (re-embedded); the learned wording is not proposed again."""
+        from memcli.services import review as _review
+
+        return _review.edit(self._ctx, ref, text)
 
     def show(self, ref: str) -> Memory:
         from memcli.services import memories as _memories

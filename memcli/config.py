@@ -95,6 +95,7 @@ class ChatSettings:
     duplicate_similarity: float
     related_similarity: float
     forget_similarity: float
+    review: bool
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ the store's own inspection methods (memcli/store/inspect.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from memcli.api import Memcli
@@ -30,3 +31,22 @@ def add_dangling_link(mem: Memcli, src: str, dst: str = "feedfacefeedface") -> N
     """Damage: a link to a memory that is not there (a purge never leaves one)."""
     with catalog(mem).transaction() as db:
         db.execute("INSERT INTO links(src, dst, kind, at) VALUES(?, ?, 'related', 0)", (src, dst))
+
+
+def make_schema_3(db_file: Path) -> None:
+    """Turn a closed catalog into what memcli wrote before schema 4 (no review tables)."""
+    import sqlite3
+
+    db = sqlite3.connect(db_file)
+    db.executescript("DROP TABLE review_pending; DROP TABLE review_rejected; PRAGMA user_version = 3;")
+    db.close()
+
+
+def schema_version(db_file: Path) -> int:
+    import sqlite3
+
+    db = sqlite3.connect(db_file)
+    try:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        db.close()

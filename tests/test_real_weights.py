@@ -177,6 +177,37 @@ def test_learning_stores_only_grounded_facts(cli, real_chat: Path, extractor: st
     assert int(invented.split()[0]) == len(dropped), (invented, dropped)
 
 
+def test_learning_under_review_leaves_only_pending_facts(cli, real_chat: Path) -> None:  # type: ignore[no-untyped-def]
+    """[chat] review with the starter: what it learns waits for review -- no fact is a memory, and none
+    reaches the next conversation's prompt -- until approved."""
+    mem = Memcli(settings={("chat", "review"): True, ("chat", "max_reply_tokens"): 32})
+    session = mem.chat()
+    try:
+        session.ask(NOOR)
+    finally:
+        report = session.close()
+    assert not report.pending and report.errors == [], report
+    learned = [c for c in report.changes if c.action in ("added", "refined", "superseded")]
+    pending = mem.review().facts
+    assert learned and all(c.pending_review for c in learned), report.changes  # "auto": rules for the starter
+    assert sorted(c.memory_id or "" for c in learned) == sorted(f.id for f in pending)
+    assert all(f.said == NOOR for f in pending), pending
+    assert not mem.list(kinds=[Kind.FACT], limit=100).memories
+    later = mem.chat()
+    try:
+        prompt = "\n".join(m.content for m in later.ask("What are my cats called?").plan.messages)
+    finally:
+        later.close()
+    assert not [f.text for f in pending if f.text in prompt], prompt
+    mem.close()
+    r = cli("review", "approve", "--all", "--json")
+    assert r.code == 0 and r.json()["data"]["approved"] == len(pending), r.out
+    mem = Memcli()
+    assert sorted(m.id for m in mem.list(kinds=[Kind.FACT], limit=100).memories) == sorted(f.id for f in pending)
+    mem.close()
+    doctor_json(cli)
+
+
 # -- 4. replies end within the configured budget ------------------------------------------------------
 def test_replies_end_within_max_tokens(real_chat: Path) -> None:
     max_tokens = 24

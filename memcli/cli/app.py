@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from memcli import __version__
-from memcli.cli import chat, config_cmd, consolidate_cmd, ingest, lifecycle, memories, models_cmd, recall
+from memcli.cli import chat, config_cmd, consolidate_cmd, ingest, lifecycle, memories, models_cmd, recall, review_cmd
 
 if TYPE_CHECKING:
     from memcli.errors import MemcliFailure
@@ -74,11 +74,12 @@ app.command("import")(lifecycle.import_)
 app.command()(lifecycle.migrate)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(models_cmd.app, name="models")
+app.add_typer(review_cmd.app, name="review")
 
 
 def _command_name(argv: list[str]) -> str:
     words = [a for a in argv if not a.startswith("-")]
-    if words and words[0] in ("config", "models") and len(words) > 1:
+    if words and words[0] in ("config", "models", "review") and len(words) > 1:
         return f"{words[0]} {words[1]}"
     return words[0] if words else ""
 

@@ -98,8 +98,11 @@ def _finish(session: ChatSession) -> None:
         report = session.close(wait=False)
         ui.notice(f"skipped learning from {report.pending} exchange(s); the conversation itself is stored")
     learned = [c for c in report.changes if c.action in ("added", "refined", "superseded")]
-    if learned:
-        ui.notice(f"learned {len(learned)} thing(s) about you this time; `memcli list --kind fact` shows them")
+    held = [c for c in learned if c.pending_review]
+    if len(learned) > len(held):
+        ui.notice(f"learned {len(learned) - len(held)} thing(s) about you this time; `memcli list --kind fact` shows them")
+    if held:
+        ui.notice(f"{len(held)} thing(s) I learned wait for your review ([chat] review): `memcli review`")
     for err in report.errors:
         ui.notice(err)
 
@@ -145,7 +148,10 @@ def _forget(session: ChatSession, arg: str) -> None:
         ui.notice("nothing I remember matches that")
         return
     ui.table(["id", "forgotten"], [(short_id(c.memory_id or ""), ui.short(c.text, 100)) for c in gone])
-    ui.notice("moved to the trash: `memcli restore ID` brings one back, `memcli forget --purge` erases for good")
+    if any(not c.pending_review for c in gone):
+        ui.notice("moved to the trash: `memcli restore ID` brings one back, `memcli forget --purge` erases for good")
+    if any(c.pending_review for c in gone):
+        ui.notice("facts that were waiting for your review are rejected: they will not be learned again")
 
 
 def _recall(session: ChatSession, arg: str) -> None:
@@ -171,7 +177,11 @@ def _memories(session: ChatSession, arg: str) -> None:
     changes = [c for c in session.report.changes if c.action != "dropped"]
     if changes:
         ui.table(
-            ["change", "id", "what"], [(c.action, short_id(c.memory_id or c.target_id or ""), ui.short(c.text)) for c in changes]
+            ["change", "id", "what"],
+            [
+                (c.action + (" (pending review)" if c.pending_review else ""), short_id(c.memory_id or c.target_id or ""), ui.short(c.text))
+                for c in changes
+            ],
         )
     if session.pending():
         ui.notice(f"still learning from {session.pending()} exchange(s)")

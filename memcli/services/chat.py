@@ -280,13 +280,14 @@ class ChatSession:
 
     # -- slash-command helpers ------------------------------------------------------------------
     def remember_text(self, text: str) -> _extract.FactChange:
-        """/remember: the user states a fact directly; it is reconciled like an extracted one."""
+        """/remember: the user states a fact directly; it is reconciled like an extracted one, but not
+        reviewed (``[chat] review``): these are the words the user asked to keep."""
         text = " ".join(text.split())
         if not text:
             raise usage_error("nothing to remember", hint="Use /remember TEXT.")
         with self._learner.lock:
             vec = self.ctx.embedder.embed_documents([text])[0]
-            ex = _extract.Exchange(self.session_id, len(self.turns), text, "", self.clock(), None)
+            ex = _extract.Exchange(self.session_id, len(self.turns), text, "", self.clock(), None, explicit=True)
             change, _ = _extract.reconcile(
                 self.ctx, None, (), text, vec, kind_tag="fact", valid_from=None, ex=ex, space=self.space
             )

@@ -24,7 +24,7 @@ import json
 import re
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -34,7 +34,7 @@ from memcli.prompts import chat as prompts
 from memcli.records import Kind, Memory
 from memcli.services import grounding
 from memcli.services.chat_prompt import SMALL_MODEL_PARAMS
-from memcli.store import NewMemory, Succession, content_hash
+from memcli.store import NewMemory, ReviewQueue, Succession, blob_to_vec, content_hash, fingerprint
 from memcli.text.statements import first_person_statements
 from memcli.text.timequery import parse_time_hint
 
@@ -56,6 +56,7 @@ class Exchange:
     assistant: str  # the reply: context only, never a source of facts
     at: datetime
     episode_id: str | None  # the stored user turn, linked from the facts it yields
+    explicit: bool = False  # /remember: the user asked for these words to be kept, so they are not reviewed
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class FactChange:
     memory_id: str | None = None  # the memory written (or forgotten)
     target_id: str | None = None  # the existing memory it refines/supersedes/duplicates
     reason: str = ""
+    pending_review: bool = False  # [chat] review: written to the review queue; memory_id is its id there
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -73,6 +75,7 @@ class FactChange:
             "memory_id": self.memory_id,
             "target_id": self.target_id,
             "reason": self.reason,
+            "pending_review": self.pending_review,
         }
 
 
@@ -294,12 +297,50 @@ def reconcile(
     space: str,
     cancel: threading.Event | None = None,
 ) -> tuple[FactChange, int]:
-    """Add ``text`` as a fact, or merge it with what is known. Returns the change and the LLM calls made."""
-    cs = ctx.settings.chat
+    """Add ``text`` as a fact, or merge it with what is known. Returns the change and the LLM calls made.
+    With ``[chat] review`` a learned fact (not /remember's) goes to the review queue instead, with what it
+    would replace (``FactChange.pending_review``)."""
     store = ctx.store
     same = store.catalog.by_hash(space, content_hash(text))
     if same is not None and same.current:
         return FactChange("duplicate", text, target_id=same.id, reason="already remembered word for word"), 0
+    if ex is not None and not ex.explicit:
+        # Before the model is asked anything: a rejection stands whether review is on now or not.
+        queue = ReviewQueue(store)
+        rejected = queue.was_rejected(space, fact=text, said=fingerprint(ex.user))
+        if rejected is not None:
+            why = "these words" if rejected == "fact" else "a fact from the same message"
+            return FactChange("dropped", text, reason=f"rejected before ({why} was rejected in review)"), 0
+        waiting = queue.pending_with_text(space, text)
+        if waiting is not None:
+            return FactChange("duplicate", text, target_id=waiting.id, reason="already waiting for review"), 0
+    change, calls = _reconcile(
+        ctx, model, conversation, text, vector, kind_tag=kind_tag, valid_from=valid_from, ex=ex, space=space, cancel=cancel
+    )
+    if _reviewed(ctx, ex) and change.action in ("added", "refined", "superseded"):
+        change = replace(change, pending_review=True)
+    return change, calls
+
+
+def _reviewed(ctx: Context, ex: Exchange | None) -> bool:
+    """Does a fact learned from ``ex`` wait for the user's review (``[chat] review``)?"""
+    return ctx.settings.chat.review and ex is not None and not ex.explicit
+
+
+def _reconcile(
+    ctx: Context,
+    model: ChatModel | None,
+    conversation: Sequence[ChatMessage],
+    text: str,
+    vector: Sequence[float],
+    *,
+    kind_tag: str,
+    valid_from: float | None,
+    ex: Exchange | None,
+    space: str,
+    cancel: threading.Event | None,
+) -> tuple[FactChange, int]:
+    cs = ctx.settings.chat
     similar = similar_facts(ctx, vector, space=space, n=cs.similar_facts)
     if similar and similar[0][1] >= cs.duplicate_similarity:
         m, s = similar[0]
@@ -387,6 +428,13 @@ def _add_fact(
         importance=0.7,
         recorded_at=at,
     )
+    if _reviewed(ctx, ex):
+        assert ex is not None
+        pid = ReviewQueue(store).hold(
+            space, item, list(vector), ctx.embedder.model_id, succeeds=succeeds, derived_from=ex.episode_id,
+            said=fingerprint(ex.user),
+        )  # fmt: skip
+        return FactChange("added", text, pid, pending_review=True)
     links = [(ex.episode_id, "derived_from")] if ex is not None and ex.episode_id else []
     [mid] = store.apply(space, [(item, list(vector))], ctx.embedder.model_id, succeeds=succeeds, links=links)
     return FactChange("added", text, mid)
@@ -404,4 +452,12 @@ def forget_matching(ctx: Context, phrase: str, *, space: str, also: Sequence[str
     extra = [m for m in store.catalog.by_ids(also).values() if m.state == "active" and m.id not in found]
     store.trash([*doomed, *extra], reason="forget that")
     out = [FactChange("forgotten", m.text, m.id, reason=f"asked to forget: {phrase}") for m in doomed]
+    # Facts waiting for review are in no index: compared here. Rejected, so no later approval keeps them.
+    queue = ReviewQueue(store)
+    held = [
+        r for r in queue.pending_facts(space)
+        if r.embed_model == ctx.embedder.model_id and _cos(qv, blob_to_vec(r.embedding)) >= cs.forget_similarity
+    ][:FORGET_MAX]  # fmt: skip
+    queue.reject_pending(held)
+    out += [FactChange("forgotten", r.text, r.id, reason=f"asked to forget: {phrase}", pending_review=True) for r in held]
     return out or [FactChange("forgotten", phrase, reason="nothing remembered matched")]

@@ -3,6 +3,7 @@
 - ``catalog`` (+ ``schema``, ``keyword``): the SQLite catalog, the source of truth: rows, keyword
   index, audit log, links, quarantine; reads in domain words.
 - ``core``: ``MemoryStore``, the write protocol (pending -> vector index -> confirmed), locks, recovery.
+- ``review``: facts chat learned that wait for the user's review, and fingerprints of rejected ones.
 - ``recording``: the listener interface a catalog tells its transactions to; ``replica`` implements it
   for server mode (the Chroma server's change log) without the catalog knowing it.
 """
@@ -20,6 +21,7 @@ from memcli.store.core import (
     vec_to_blob,
 )
 from memcli.store.keyword import STOPWORDS, KeywordHit, fts_query, query_words
+from memcli.store.review import PendingRow, ReviewQueue, fingerprint
 from memcli.store.schema import COLUMNS, REINDEXING, Filter, row_to_memory
 
 __all__ = [
@@ -31,11 +33,14 @@ __all__ = [
     "KeywordHit",
     "MemoryStore",
     "NewMemory",
+    "PendingRow",
+    "ReviewQueue",
     "Succession",
     "blob_to_vec",
     "check_space",
     "content_hash",
     "embed_input",
+    "fingerprint",
     "fts_query",
     "new_id",
     "query_words",

@@ -251,15 +251,17 @@ class MemoryStore:
         source: tuple[str, str | None] | None = None,
         succeeds: Succession | None = None,
         links: Sequence[tuple[str, str]] = (),
+        approves: str | None = None,
     ) -> list[str]:
         """One atomic change: add ``items``, delete ``delete`` outright (superseded chunks of a file),
         and record ``source`` = (name, content hash) as applied (hash None: the source is gone). With
         one item, ``succeeds`` retires what it replaces and ``links`` = (target id, kind) link it, in
-        the same transaction. Returns the new ids."""
+        the same transaction; ``approves`` names the pending fact it is (store/review.py), whose id it takes
+        and which leaves the review queue in that transaction too. Returns the new ids."""
         if not items and not delete and source is None:
             return []
         now = time.time()
-        ids = [new_id() for _ in items]
+        ids = [approves] if approves is not None else [new_id() for _ in items]
         rows = [
             (
                 mid,
@@ -308,6 +310,8 @@ class MemoryStore:
                     self._retire(db, succeeds.old, ids[0], succeeds.valid_until, succeeds.reason, now)
                 for dst, kind in links:
                     self._link(db, ids[0], dst, kind, now)
+                if approves is not None:
+                    db.execute("DELETE FROM review_pending WHERE id = ?", (approves,))
                 if source is not None and source[1] is None:
                     db.execute("DELETE FROM sources WHERE space = ? AND source = ?", (space, source[0]))
                 elif source is not None:
@@ -329,7 +333,7 @@ class MemoryStore:
                         ],
                     )
             except BaseException:
-                if not gone and source is None and succeeds is None:
+                if not gone and source is None and succeeds is None and approves is None:
                     self._undo_add(ids)  # nothing else changed: take the rows back out
                 raise  # otherwise the rows stay pending and the next open replays them
             with self.catalog.transaction() as db:

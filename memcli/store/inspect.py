@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from memcli.store.recording import RecordingConnection
 
-TABLES = ("memories", "links", "audit", "sources", "quarantine", "tombstones", "meta")
+TABLES = ("memories", "links", "audit", "sources", "quarantine", "tombstones", "meta", "review_pending", "review_rejected")
 
 
 class Inspection:

@@ -14,8 +14,9 @@ from typing import Any
 from memcli.records import Kind, Memory, from_epoch
 
 # 2: indexes for filtered recall; 3: temporal truth (valid_from/valid_until/retired_at/superseded_by),
-# links between memories, quarantined LLM outputs. Older stores are upgraded in place on open.
-SCHEMA_VERSION = 3
+# links between memories, quarantined LLM outputs; 4: facts waiting for review ([chat] review) and the
+# fingerprints of rejected ones (new tables only). Older stores are upgraded in place on open.
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -87,6 +88,22 @@ CREATE TABLE IF NOT EXISTS quarantine(
 CREATE TABLE IF NOT EXISTS sources(
     space TEXT NOT NULL, source TEXT NOT NULL, hash TEXT NOT NULL, applied_at REAL NOT NULL,
     PRIMARY KEY (space, source)
+);
+-- Facts chat learned while [chat] review is on (memcli/store/review.py). Not memories yet: outside the
+-- memories table and both indexes, so nothing takes them for truth. On approval each becomes a memory
+-- with the same id, and what it replaces (replaces, relation, valid_until) is retired only then.
+CREATE TABLE IF NOT EXISTS review_pending(
+    id TEXT PRIMARY KEY, space TEXT NOT NULL, text TEXT NOT NULL, content_hash TEXT NOT NULL,
+    source TEXT NOT NULL, position INTEGER, recorded_at REAL NOT NULL, event_at REAL, valid_from REAL,
+    tags TEXT NOT NULL DEFAULT '[]', importance REAL NOT NULL, embed_model TEXT NOT NULL, embedding BLOB NOT NULL,
+    derived_from TEXT, replaces TEXT, relation TEXT, valid_until REAL, said TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS review_pending_space ON review_pending(space, recorded_at);
+-- Rejected facts: fingerprints of their words ('fact') and of the message they came from ('said'), never
+-- the text; a candidate matching one is not learned again.
+CREATE TABLE IF NOT EXISTS review_rejected(
+    space TEXT NOT NULL, what TEXT NOT NULL CHECK (what IN ('fact', 'said')), fingerprint TEXT NOT NULL,
+    at REAL NOT NULL, PRIMARY KEY (space, what, fingerprint)
 );
 """
 
