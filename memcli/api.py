@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the result types, re-exported: callers (the CLI too) import
     from memcli.services.consolidate import ConsolidateReport as ConsolidateReport
     from memcli.services.doctor import DoctorReport as DoctorReport
     from memcli.services.history import MemoryHistory as MemoryHistory
+    from memcli.services.ingest import IngestProgress as IngestProgress
     from memcli.services.ingest import IngestReport as IngestReport
     from memcli.services.migrate import MigrateResult as MigrateResult
     from memcli.services.models import ConvertedModel as ConvertedModel
@@ -215,10 +216,11 @@ class Memcli:
         stdin_name: str | None = None,
         prune_missing: bool = False,
         dry_run: bool = False,
-        progress: Callable[[int, int, int], None] | None = None,
+        progress: Callable[[IngestProgress], None] | None = None,
     ) -> IngestReport:
-        """Ingest files/directories (Markdown, text, JSONL) and optionally ``stdin`` bytes.
-        ``progress(files_done, files_total, chunks_added)`` is called between files."""
+        """Ingest files/directories (Markdown, text, JSONL, Org-mode, HTML, ChatGPT/Claude exports;
+        Obsidian/Logseq wikilinks become links) and optionally ``stdin`` bytes. ``progress`` is told
+        where the run is (an ``IngestProgress``: files read, then memories and messages embedded)."""
         from memcli.services import ingest as _ingest
 
         return _ingest.ingest(

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("memcli.context",),
     ("memcli.store",),
     ("memcli.backends", "memcli.models", "memcli.prompts"),
-    ("memcli.text", "memcli.config", "memcli.paths", "memcli.ui"),
+    ("memcli.text", "memcli.importers", "memcli.config", "memcli.paths", "memcli.ui"),
     ("memcli.records", "memcli.errors", "memcli"),
 ]
 # What the CLI may import besides itself: the documented API and what renders its results.
