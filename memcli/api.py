@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # the result types, re-exported: callers (the CLI too) import
     from memcli.services.models import ConvertedModel as ConvertedModel
     from memcli.services.models import ModelsListing as ModelsListing
     from memcli.services.models import PulledModel as PulledModel
+    from memcli.services.profile import Profile as Profile
     from memcli.services.prune import PrunePlan as PrunePlan
     from memcli.services.prune import PruneResult as PruneResult
     from memcli.services.reindex import ReindexResult as ReindexResult
@@ -203,6 +204,13 @@ class Memcli:
         from memcli.services import memories as _memories
 
         return _memories.stats(self._ctx, space)
+
+    def profile(self, *, space: str | None = None) -> Profile:
+        """The user's profile: the short text about them that every chat prompt carries (written by
+        ``consolidate``; until then their most important current facts)."""
+        from memcli.services import profile as _profile
+
+        return _profile.profile(self._ctx, space)
 
     def ingest(
         self,
