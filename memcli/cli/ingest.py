@@ -109,9 +109,12 @@ def _with_progress_bar(mem: Memcli, files: list[Path], kwargs: dict[str, object]
                 done = f"{at.files_done:,}/{at.files_total:,} files"
                 bar.update(task, description="reading", completed=at.files_done, total=at.files_total, what=done)
                 return
-            what = f"{at.chunks_done:,}/{at.chunks_total:,} memories"
-            if at.messages_total:
-                what += f" · {at.messages_done:,}/{at.messages_total:,} messages"
+            if at.messages_total == at.chunks_total > 0:  # a chat export: every memory is a message
+                what = f"{at.messages_done:,}/{at.messages_total:,} messages"
+            else:
+                what = f"{at.chunks_done:,}/{at.chunks_total:,} memories"
+                if at.messages_total:
+                    what += f" (messages {at.messages_done:,}/{at.messages_total:,})"
             what += f" · file {min(at.files_done + 1, at.files_total)}/{at.files_total}"
             if bar.tasks[0].description != "embedding":
                 bar.reset(task, description="embedding", total=at.chunks_total or None)  # the ETA starts here
