@@ -12,6 +12,7 @@ messages before and after the ingest (load elsewhere drifts; the mean of both is
 
     .venv/bin/python benchmarks/bench_chat_export.py                # 10,000 messages, samples of 500
     .venv/bin/python benchmarks/bench_chat_export.py --messages 2000 --sample 200   # quicker
+    .venv/bin/python benchmarks/bench_chat_export.py --neighbour-keys 0   # without neighbours in the keys
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=10_000)
     ap.add_argument("--per-conversation", type=int, default=20)
     ap.add_argument("--sample", type=int, default=500, help="messages embedded raw before and after the ingest")
+    ap.add_argument("--neighbour-keys", type=int, default=None, help="[ingest] neighbour_keys for this run (default: memcli's)")
     args = ap.parse_args()
     model = c.model_file()
     print("## bench_chat_export\n")
@@ -82,7 +84,8 @@ def main() -> None:
         convs, texts = export(args.messages, args.per_conversation, c.SEED + 17)
         path = work / "conversations.json"
         path.write_text(json.dumps(convs), encoding="utf-8")
-        mem = c.open_store(work / "home", model)
+        keys = {} if args.neighbour_keys is None else {("ingest", "neighbour_keys"): args.neighbour_keys}
+        mem = c.open_store(work / "home", model, settings=keys)
         mem.add("warm-up text so the store, the index and the model are open")
         llm = mem._ctx.embedder.llm  # the Llama object ingest uses (memcli caches it per process)
         llm.embed("warm up")
@@ -93,6 +96,7 @@ def main() -> None:
 
         planned = plan_export(mem._ctx, Source(f"file:{path}", str(path), "chat-export", path), path.read_text()).memories
         step = max(1, len(texts) // args.sample)
+        step += 1 - step % 2  # odd: an even step over even-length conversations would sample only user messages
         sample_text = texts[::step][: args.sample]
         sample_input = [embed_input(m.text, m.keys) for m in planned[::step][: args.sample]]
         tokens = [len(llm.tokenize(s.encode())) for s in (sample_text[0], sample_input[0])]
@@ -128,7 +132,8 @@ def main() -> None:
         print(
             f"\n{len(convs)} conversations of {args.per_conversation} messages; raw samples of {len(sample_text)} "
             f"messages before / after; first message {tokens[0]} tokens alone, {tokens[1]} as memcli embeds it; "
-            f"memcli's embedding threads: {llm.context_params.n_threads}.\n"
+            f"memcli's embedding threads: {llm.context_params.n_threads}; "
+            f"[ingest] neighbour_keys = {mem._ctx.settings.ingest.neighbour_keys}.\n"
         )
         print(c.table(["method", "messages/s", "before / after", "÷ raw (text / inputs)", "goal (text / inputs)"], rows))
         t = probe.totals
