@@ -31,11 +31,13 @@ if TYPE_CHECKING:  # the result types, re-exported: callers (the CLI too) import
     from memcli.services.consolidate import ConsolidateReport as ConsolidateReport
     from memcli.services.doctor import DoctorReport as DoctorReport
     from memcli.services.history import MemoryHistory as MemoryHistory
+    from memcli.services.ingest import IngestProgress as IngestProgress
     from memcli.services.ingest import IngestReport as IngestReport
     from memcli.services.migrate import MigrateResult as MigrateResult
     from memcli.services.models import ConvertedModel as ConvertedModel
     from memcli.services.models import ModelsListing as ModelsListing
     from memcli.services.models import PulledModel as PulledModel
+    from memcli.services.profile import Profile as Profile
     from memcli.services.prune import PrunePlan as PrunePlan
     from memcli.services.prune import PruneResult as PruneResult
     from memcli.services.reindex import ReindexResult as ReindexResult
@@ -233,6 +235,13 @@ class Memcli:
 
         return _memories.stats(self._ctx, space)
 
+    def profile(self, *, space: str | None = None) -> Profile:
+        """The user's profile: the short text about them that every chat prompt carries (written by
+        ``consolidate``; until then their most important current facts)."""
+        from memcli.services import profile as _profile
+
+        return _profile.profile(self._ctx, space)
+
     def ingest(
         self,
         paths: Sequence[str | Path],
@@ -245,10 +254,11 @@ class Memcli:
         stdin_name: str | None = None,
         prune_missing: bool = False,
         dry_run: bool = False,
-        progress: Callable[[int, int, int], None] | None = None,
+        progress: Callable[[IngestProgress], None] | None = None,
     ) -> IngestReport:
-        """Ingest files/directories (Markdown, text, JSONL) and optionally ``stdin`` bytes.
-        ``progress(files_done, files_total, chunks_added)`` is called between files."""
+        """Ingest files/directories (Markdown, text, JSONL, Org-mode, HTML, ChatGPT/Claude exports;
+        Obsidian/Logseq wikilinks become links) and optionally ``stdin`` bytes. ``progress`` is told
+        where the run is (an ``IngestProgress``: files read, then memories and messages embedded)."""
         from memcli.services import ingest as _ingest
 
         return _ingest.ingest(

@@ -6,9 +6,13 @@ import json
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memcli.api import Memcli
 from memcli.errors import ExitCode
+
+if TYPE_CHECKING:
+    from memcli.api import IngestProgress
 
 REPO = Path(__file__).resolve().parent.parent
 NOTES = REPO / "examples" / "notes"
@@ -103,9 +107,11 @@ def test_ctrl_c_mid_ingest_keeps_whole_files_only(mem: Memcli, tmp_path: Path) -
         )
     calls = []
 
-    def progress(done: int, total: int, path: str) -> None:
-        calls.append(done)
-        if done == 3 and calls.count(3) == 1:
+    def progress(at: IngestProgress) -> None:
+        if at.reading:
+            return
+        calls.append(at.files_done)
+        if at.files_done == 3 and calls.count(3) == 1:
             raise KeyboardInterrupt
 
     report = mem.ingest([root], progress=progress)

@@ -16,16 +16,18 @@ ROOT = Path(__file__).resolve().parent.parent / "memcli"
 # Higher may import lower or equal, never higher. Within a layer, any direction (no cycles, below).
 LAYERS: list[tuple[str, ...]] = [
     ("memcli.cli", "memcli.__main__"),
+    # Another shell over the API, beside the CLI: the MCP server (`memcli mcp` starts it).
+    ("memcli.mcp_server",),
     ("memcli.api",),
     ("memcli.services",),
     ("memcli.context",),
     ("memcli.store",),
     ("memcli.backends", "memcli.models", "memcli.prompts"),
-    ("memcli.text", "memcli.config", "memcli.paths", "memcli.ui"),
+    ("memcli.text", "memcli.importers", "memcli.config", "memcli.paths", "memcli.ui"),
     ("memcli.records", "memcli.errors", "memcli"),
 ]
 # What the CLI may import besides itself: the documented API and what renders its results.
-CLI_MAY_IMPORT = ("memcli.api", "memcli.records", "memcli.ui", "memcli.errors", "memcli.cli")
+CLI_MAY_IMPORT = ("memcli.api", "memcli.records", "memcli.ui", "memcli.errors", "memcli.cli", "memcli.mcp_server")
 
 
 def _modules() -> dict[str, Path]:
@@ -140,6 +142,13 @@ def test_the_cli_uses_only_the_api() -> None:
         if name.startswith("memcli.cli"):
             other = sorted(i for i in GRAPH[name] if not any(i == p or i.startswith(p + ".") for p in CLI_MAY_IMPORT))
             assert other in ([], ["memcli"]), f"{name} imports {other}: go through memcli.api"
+
+
+def test_the_mcp_server_uses_only_the_api() -> None:
+    """Like the CLI, the MCP server is a shell: what it may do to the store is what the API offers."""
+    other = sorted(i for i in GRAPH["memcli.mcp_server"] if i not in ("memcli", "memcli.api", "memcli.records", "memcli.errors"))
+    assert other == [], other
+    assert "rich" not in EXTERNAL["memcli.mcp_server"] and "typer" not in EXTERNAL["memcli.mcp_server"]  # stdout is protocol
 
 
 def test_services_never_print_or_render() -> None:

@@ -11,7 +11,18 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from memcli import __version__
-from memcli.cli import chat, config_cmd, consolidate_cmd, ingest, lifecycle, memories, models_cmd, recall, review_cmd
+from memcli.cli import (
+    chat,
+    config_cmd,
+    consolidate_cmd,
+    ingest,
+    lifecycle,
+    mcp_cmd,
+    memories,
+    models_cmd,
+    recall,
+    review_cmd,
+)
 
 if TYPE_CHECKING:
     from memcli.errors import MemcliFailure
@@ -72,6 +83,7 @@ app.command()(lifecycle.history)
 app.command()(lifecycle.export)
 app.command("import")(lifecycle.import_)
 app.command()(lifecycle.migrate)
+app.command()(mcp_cmd.mcp)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(review_cmd.app, name="review")

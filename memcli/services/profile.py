@@ -8,6 +8,8 @@ exists, it is the most important current facts, newest first among equals. Eithe
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from memcli.context import Context
 from memcli.records import Kind, Memory
@@ -48,3 +50,23 @@ def _fit(lines: list[str], budget: int, count: Callable[[str], int]) -> str:
     while text and count(text) > budget:
         text = text[: int(len(text) * 0.9)].rsplit(" ", 1)[0]
     return text
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The user's profile as a chat prompt sees it (``Memcli.profile``): the text and the memories behind it."""
+
+    space: str
+    text: str
+    memories: tuple[Memory, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"space": self.space, "text": self.text, "memory_ids": [m.id for m in self.memories]}
+
+
+def profile(ctx: Context, space: str | None = None) -> Profile:
+    """The profile of ``space``, within ``[chat] profile_tokens`` counted by the embedding model's
+    tokenizer (no chat model is loaded to read it; the counts are close)."""
+    space = ctx.space(space)
+    text, used = profile_text(ctx, space, ctx.settings.chat.profile_tokens, ctx.embedder.count_tokens)
+    return Profile(space, text, used)

@@ -24,7 +24,8 @@ memories' event time (falling back to the whole store when the window holds noth
 
 Links (``links`` > 0): each hit also carries up to that many memories one link away (A-MEM style
 "related" links that consolidate draws from shared tags and similarity, a fact's successor or
-predecessor, a summary and what it summarises, the turn a fact was learned from), with the reason.
+predecessor, a summary and what it summarises, the turn a fact was learned from, the notes an
+ingested note names in [[wikilinks]]), with the reason.
 They ride along with their hit rather than taking a rank, so they never push a direct match out of
 the top k; they obey the same space, kind, tag, time-window and truth (current / ``as_of``) filters.
 """
@@ -312,6 +313,7 @@ _LINK_WORDS = {  # (outgoing, incoming): how the linked memory relates to the hi
     "refines": ("what this refined", "what refined this"),
     "summarises": ("summarised here", "a summary of this"),
     "derived_from": ("where this was learned", "learned from this"),
+    "wikilink": ("a note this one links to", "a note that links here"),
 }
 
 

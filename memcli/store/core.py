@@ -470,8 +470,13 @@ class MemoryStore:
         self.catalog.audit(db, now, [(old.id, reason, {"by": successor, "valid_until": valid_until})])
 
     def link(self, src: str, dst: str, kind: str) -> None:
+        self.link_all([(src, dst, kind)])
+
+    def link_all(self, links: Sequence[tuple[str, str, str]]) -> int:
+        """Record (src, dst, kind) links in one transaction; one that exists already is kept. Returns how many were new."""
+        now = time.time()
         with self.write_lock(), self.catalog.transaction() as db:
-            self._link(db, src, dst, kind, time.time())
+            return self.catalog.add_links(db, [(s, d, k, now) for s, d, k in links])
 
     def _link(self, db: Any, src: str, dst: str, kind: str, at: float) -> None:
         self.catalog.add_links(db, [(src, dst, kind, at)])

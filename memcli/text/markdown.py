@@ -21,6 +21,10 @@ class Section:
     heading_path: tuple[str, ...]
     text: str
     line: int  # 1-based line where the section's text starts
+    # Formats whose sections carry their own time and tags (Org-mode headings) set these; a
+    # Markdown section takes its document's.
+    when: date | datetime | None = None
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
