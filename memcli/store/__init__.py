@@ -9,8 +9,11 @@
 """
 
 from memcli.store.catalog import Catalog
-from memcli.store.core import (
-    MemoryStore,
+from memcli.store.core import MemoryStore
+from memcli.store.keyword import STOPWORDS, KeywordHit, fts_query, query_words
+from memcli.store.review import PendingRow, ReviewQueue, fingerprint
+from memcli.store.schema import COLUMNS, REINDEXING, Filter, row_to_memory
+from memcli.store.values import (
     NewMemory,
     Succession,
     blob_to_vec,
@@ -20,9 +23,6 @@ from memcli.store.core import (
     new_id,
     vec_to_blob,
 )
-from memcli.store.keyword import STOPWORDS, KeywordHit, fts_query, query_words
-from memcli.store.review import PendingRow, ReviewQueue, fingerprint
-from memcli.store.schema import COLUMNS, REINDEXING, Filter, row_to_memory
 
 __all__ = [
     "COLUMNS",

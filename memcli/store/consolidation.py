@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memcli.records import Memory
-from memcli.store.core import MemoryStore, content_hash
+from memcli.store.core import MemoryStore
 from memcli.store.schema import COLUMNS, WHEN, chunks, marks, row_to_memory
+from memcli.store.values import content_hash
 
 INTENT = "consolidate:intent"  # meta key of the one change in flight
 _M_COLUMNS = ", ".join("m." + c.strip() for c in COLUMNS.split(","))

@@ -16,93 +16,24 @@ not safe for two writing processes at once.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
-import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from memcli.backends.base import Embedder, Vector, VectorIndex, VectorMeta
 from memcli.errors import ExitCode, MemcliFailure, store_error, usage_error
-from memcli.records import Kind, Memory
+from memcli.records import Memory
 from memcli.store.catalog import Catalog
 from memcli.store.schema import REINDEXING, chunks, marks
+from memcli.store.values import NewMemory, Succession, blob_to_vec, content_hash, new_id, vec_to_blob
 
 if TYPE_CHECKING:
     from memcli.store.replica import Journal
-
-SPACE_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-
-
-def check_space(name: str) -> str:
-    if not SPACE_RE.fullmatch(name):
-        raise usage_error(
-            f"invalid space name {name!r}",
-            hint="Use 1-63 characters of a-z, 0-9, '-' and '_', starting with a letter or digit.",
-        )
-    return name
-
-
-def content_hash(text: str) -> str:
-    return hashlib.sha256(" ".join(text.split()).encode("utf-8")).hexdigest()
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex[:16]
-
-
-def vec_to_blob(v: Vector) -> bytes:
-    import numpy as np
-
-    return np.asarray(v, dtype=np.float32).tobytes()
-
-
-def blob_to_vec(b: bytes) -> Vector:
-    import numpy as np
-
-    return [float(x) for x in np.frombuffer(b, dtype=np.float32)]
-
-
-@dataclass(frozen=True)
-class Succession:
-    """What a new memory replaces, applied in the same transaction as its insert so that a crash can
-    never leave both the old and the new fact current: ``old`` is closed in favour of the first new
-    memory (``reason`` supersede | refine; ``valid_until`` the time a contradicted fact stopped being
-    true)."""
-
-    old: Memory
-    valid_until: float | None
-    reason: str
-
-
-@dataclass(frozen=True)
-class NewMemory:
-    text: str
-    kind: Kind = Kind.NOTE
-    source: str = "cli"
-    position: int | None = None
-    event_at: float | None = None
-    tags: tuple[str, ...] = ()
-    pinned: bool = False
-    importance: float = 0.5
-    keys: str = ""
-    recorded_at: float | None = None  # default: now
-    space: str | None = None  # default: the space the batch is written to
-    valid_from: float | None = None  # when it became true, if that differs from event_at
-
-
-def embed_input(text: str, keys: str) -> str:
-    """What the dense vector of a memory is computed from: its text, then its extra keys (heading path,
-    date in words, speaker, neighbouring turns...). Keys come last so truncation cuts them first."""
-    return f"{text}\n{keys}" if keys else text
-
 
 class MemoryStore:
     def __init__(

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from memcli.backends.base import Vector
-from memcli.store.core import vec_to_blob
 from memcli.store.schema import REINDEXING
+from memcli.store.values import vec_to_blob
 
 if TYPE_CHECKING:
     from memcli.store.core import MemoryStore

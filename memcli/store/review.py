@@ -26,7 +26,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from memcli.records import Kind, Memory, from_epoch
-from memcli.store.core import MemoryStore, NewMemory, Succession, content_hash, new_id, vec_to_blob
+from memcli.store.core import MemoryStore
+from memcli.store.values import NewMemory, Succession, content_hash, new_id, vec_to_blob
 
 if TYPE_CHECKING:
     from memcli.backends.base import Vector
