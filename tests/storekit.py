@@ -30,3 +30,9 @@ def add_dangling_link(mem: Memcli, src: str, dst: str = "feedfacefeedface") -> N
     """Damage: a link to a memory that is not there (a purge never leaves one)."""
     with catalog(mem).transaction() as db:
         db.execute("INSERT INTO links(src, dst, kind, at) VALUES(?, ?, 'related', 0)", (src, dst))
+
+
+def empty_keyword_index(mem: Memcli) -> None:
+    """Damage: the keyword index loses every entry (memory writes index their text in the same transaction)."""
+    with catalog(mem).transaction() as db:
+        db.execute("INSERT INTO memory_fts(memory_fts) VALUES('delete-all')")

@@ -34,6 +34,7 @@ from memcli.errors import ExitCode, MemcliFailure, store_error, usage_error
 from memcli.records import Kind, Memory
 from memcli.store.catalog import Catalog
 from memcli.store.schema import REINDEXING, chunks, marks
+from memcli.text.intent import flag_tags
 
 if TYPE_CHECKING:
     from memcli.store.replica import Journal
@@ -48,6 +49,9 @@ def check_space(name: str) -> str:
             hint="Use 1-63 characters of a-z, 0-9, '-' and '_', starting with a letter or digit.",
         )
     return name
+
+
+_OWN_STYLE = (Kind.FACT, Kind.SUMMARY, Kind.PROFILE)  # written "The user ..." by memcli (text/intent.py)
 
 
 def content_hash(text: str) -> str:
@@ -270,7 +274,7 @@ class MemoryStore:
                 m.position,
                 m.recorded_at if m.recorded_at is not None else now,
                 m.event_at,
-                json.dumps(list(m.tags), ensure_ascii=False),
+                json.dumps(list(flag_tags(m.text, m.tags, third_person=m.kind in _OWN_STYLE)), ensure_ascii=False),
                 int(m.pinned),
                 m.importance,
                 content_hash(m.text),
