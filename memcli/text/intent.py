@@ -69,19 +69,44 @@ _ABOUT_ASSISTANT = re.compile(
     r"proposed|gave|say|tell|suggest|recommend|mention)\b|\byour (?:answer|reply|advice|suggestion|recommendation)s?\b",
     re.IGNORECASE,
 )
+_ADDRESSEE = r"(?:assistant|ai|chatbot|bot|model|llm|memcli|system)"
 _INSTRUCTIONS = re.compile(
-    r"\b(?:ignore|disregard|forget|override|bypass)\b.{0,40}\b(?:instructions?|rules|prompt|guidelines|everything above|previous)"
-    r"|\bsystem prompt\b|\byou are now\b|\bfrom now on,? you\b|\bact as\b|\bpretend (?:to be|you)\b|\bjailbreak|\bdeveloper mode\b"
-    r"|\b(?:store|save|record|remember|memori[sz]e|add|write|keep)\b.{0,30}\bas (?:a |an |the |my )?(?:\w+ )?(?:fact|memory|truth|history)\b|\bwhenever (?:someone|anyone|anybody|people) asks?\b|\bnew rules?\b|\bwithout (?:checking|verifying|asking)\b"
-    r"|\bremember that the user\b"
-    r"|\b(?:print|reveal|dump|list|show|output|leak|repeat|exfiltrate)\b.{0,30}\b(?:all|every|everything|other|your)\b.{0,20}"
-    r"\b(?:memor(?:y|ies)|facts?|notes?|data|instructions|secrets?|prompt)\b"
-    r"|\b(?:admin(?:istrator)?|root) (?:access|rights|privileges|mode)\b|\b(?:your|the following|here are(?: your)?) new instructions\b|\[/?(?:inst|system)\]"
-    r"|<\|(?:im_start|im_end|endoftext|eot_id|start_header_id|end_header_id|system|user|assistant|end)\|>"
-    r"|<(?:start|end)_of_turn>|<</?SYS>>"
-    # Terminal control: ESC and the other C0/C1 controls (tab, line feed and carriage return are text).
-    r"|\\(?:x1b|u001b|033|e)\[|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]|\bESC\[",
-    re.IGNORECASE,
+    "|".join(
+        [
+            # overriding what the assistant was told
+            r"\b(?:ignore|disregard|forget|override|bypass)\b.{0,40}\b(?:instructions?|rules|prompts?|guidelines|everything (?:above|before)"
+            r"|previous (?:instructions?|rules|prompts?|messages?|directions|guidelines|context))",
+            r"\bsystem prompt\b|\bsystem override\b|\byou are now\b|\bfrom now on,? you\b|\bpretend (?:to be|you)\b|\bjailbreak"
+            r"|\bdeveloper mode\b|\bnew rules?\b|\bwithout (?:checking|verifying|asking)\b",
+            r"\b(?:you (?:will |must |should )?)?act as (?:if\b|the user's\b|an? (?:ai|assistant|chatbot|bot|unrestricted|unfiltered|jailbroken)\b)",
+            r"\b(?:your|the following|here are(?: your)?) new instructions\b|\[/?(?:inst|system)\]",
+            # speaking to the assistant inside a note: "... 7pm. Assistant: ...", "Note to the AI:", "hey AI, ..."
+            # (not at the start: a stored chat turn reads "assistant: ...")
+            rf"[.!?\]\n]\s*{_ADDRESSEE}\b\s*[:,]\s*(?!\s*$)",
+            rf"\b(?:note|memo|message|instructions?|reminder) (?:to|for) (?:the |any |my )?{_ADDRESSEE}\b|\[{_ADDRESSEE} instructions?\]",
+            rf"\b{_ADDRESSEE}\b,?\s+(?:please\s+)?(?:forget|ignore|store|save|delete|erase|tell|say|repeat|always|from now on)\b",
+            rf"\b{_ADDRESSEE}\b[^.\n]{{0,30}}\b(?:reading|processing|parsing) this\b",
+            # planting facts, asking for everything, destroying memories
+            r"\b(?:store|save|record|remember|memori[sz]e|add|write|keep|note)\b.{0,30}\bas (?:a |an |the |my )?(?:\w+(?:'s)? )?(?:fact|memory|truth|history)\b",
+            r"\b(?:update|change|edit) (?:your|the) memory\b|\bstore it permanently\b|\bremember that the user\b",
+            r"\bwhenever (?:someone|anyone|anybody|people) asks?\b|\btell (?:whoever|anyone|anybody|everyone) (?:who )?asks?\b",
+            r"\b(?:print|reveal|dump|list|show|output|leak|repeat|exfiltrate)\b.{0,30}\b(?:all|every|everything|other|your)\b.{0,20}"
+            r"\b(?:memor(?:y|ies)|facts?|notes?|data|instructions|secrets?|prompt|details|codes?)\b",
+            r"\b(?:everything|all) you (?:know|have|remember) about\b|\bin (?:your|every|each) (?:next )?(?:answer|reply|response)s?\b"
+            r"|\bbefore (?:you )?answer(?:ing)?\b|\bat the start of every\b",
+            r"\b(?:delete|erase|wipe|remove|forget|clear)\b.{0,20}\b(?:all|every|everything)\b.{0,20}\b(?:memor(?:y|ies)|notes?|facts?|data|records?)\b"
+            r"|\b(?:wipe|erase|clear|delete|reset) (?:your |the |all )?memor(?:y|ies)\b|\bforget everything\b",
+            r"\b(?:admin(?:istrator)?|root) (?:access|rights|privileges|mode)\b",
+            # chat-template and prompt-format markers: a note that fakes a turn or the end of the notes
+            r"<\|(?:im_start|im_end|endoftext|eot_id|start_header_id|end_header_id|system|user|assistant|end)\|>"
+            r"|<(?:start|end)_of_turn>|<</?SYS>>|\[\s*(?:end of (?:the )?notes|notes from memory)\b|^#{2,} (?:instruction|response|system)\b"
+            r"|\n\s*(?:user|assistant|system)\s*:",
+            # terminal control: ESC and the other C0/C1 controls (tab and line feed are text; a carriage
+            # return only when it does not end a line: alone it moves back and overwrites)
+            r"\\(?:x1b|u001b|033|e)\[|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]|\r(?!\n)|\bESC\[",
+        ]
+    ),
+    re.IGNORECASE | re.MULTILINE,
 )
 
 
