@@ -197,16 +197,14 @@ def _dense(ctx: Context, f: Filter, qv: list[float] | None, n: int, legs: _Legs 
     if qv is None:
         return []
     store = ctx.store
-    ids = None
-    try:
-        filtered = bool(f.kinds or f.tags or f.since is not None or f.until is not None)
-        if filtered:
-            # Chroma's metadata filter took 60-200 ms at 100k and 4.7 s at 1M; the ids from the catalog's
-            # index plus an id-restricted query took ~18 ms at 100k. Past FILTER_IDS_CAP ids, an unfiltered
-            # over-fetch is cheaper when the filter is wide (27 ms at 1M); when too few of those pass, a
-            # long id list (87-113 ms for 27k-110k ids at 1M) still beats Chroma's filter.
-            ids = store.catalog.filtered_ids(f, FILTER_IDS_CAP)
-        wide = filtered and ids is None
+    filtered = bool(f.kinds or f.tags or f.since is not None or f.until is not None)
+    # Chroma's metadata filter took 60-200 ms at 100k and 4.7 s at 1M; the ids from the catalog's
+    # index plus an id-restricted query took ~18 ms at 100k. Past FILTER_IDS_CAP ids, an unfiltered
+    # over-fetch is cheaper when the filter is wide (27 ms at 1M); when too few of those pass, a
+    # long id list (87-113 ms for 27k-110k ids at 1M) still beats Chroma's filter.
+    ids = store.catalog.filtered_ids(f, FILTER_IDS_CAP) if filtered else None
+    wide = filtered and ids is None
+    try:  # only the vector index's failures are caught: the catalog's are the store's, and raise
         dense = store.index.query(f.space, qv, n, kinds=f.kinds, since=f.since, until=f.until, ids=ids, overfetch_only=wide)
         if wide and len(dense) < n:
             ids = store.catalog.filtered_ids(f, WIDE_IDS_CAP)
