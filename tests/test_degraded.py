@@ -142,3 +142,26 @@ def test_with_both_the_model_and_the_keyword_index_gone_it_still_answers_and_nam
     # Nothing can be found, but the answer says why rather than pretending the store holds nothing.
     assert r.hits == ()
     assert sorted(legs(r)) == ["dense", "keyword"]
+
+
+def test_chat_says_so_once_per_conversation_and_in_memories(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from scripted import ScriptedChat
+
+    from memcli.cli.chat_repl import _memories, show_turn
+    from memcli.services.chat import ChatSession
+
+    mem = Memcli()
+    empty_keyword_index(mem)
+    session = ChatSession(mem._ctx, ScriptedChat(replies=["Thursday.", "On Friday."]), background=False)  # type: ignore[arg-type]
+    said: set[str] = set()
+    first = show_turn(session, "When is the dentist appointment?", said)
+    second = show_turn(session, "When does Liv's flight land?", said)
+    err = capsys.readouterr().err
+    assert [d.leg for d in first.plan.degraded] == ["keyword"] and first.plan.hits
+    assert first.plan.to_json()["degraded"][0]["leg"] == "keyword"  # chat --json carries it
+    assert second.plan.degraded and err.count("keyword search incomplete") == 1  # said once
+    _memories(session, "")
+    shown = capsys.readouterr()
+    assert "keyword search incomplete" in shown.err and "doctor --repair" in shown.err
+    session.close()
+    mem.close()

@@ -83,15 +83,15 @@ def run_repl(mem: Memcli, *, model: str | None, remember: bool, system: str | No
 def show_turn(session: ChatSession, text: str, said: set[str] | None = None) -> TurnResult:
     """One turn, its reply shown as it streams. Ctrl-C stops the reply (the session keeps it as far as
     it got); a Ctrl-C before or after the reply propagates, to stop the turn. A recall leg missing for
-    this turn is said once per conversation (``said`` remembers which)."""
+    this turn is said once per conversation (``said`` remembers which legs were)."""
     with ui.ReplyView() as view:
         result = session.turn(text, on_token=view.add)
     if result.interrupted:
         view.stopped()
     said = set() if said is None else said
     for d in result.plan.degraded:
-        if d.reason not in said:
-            said.add(d.reason)
+        if d.leg not in said:  # once per leg: the counts in the reason change from turn to turn
+            said.add(d.leg)
             ui.notice(d.reason + (f" (hint: {d.hint})" if d.hint else ""))
     return result
 
