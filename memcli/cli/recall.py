@@ -73,7 +73,7 @@ def recall(
                     f"{h.dense_rank}, {h.dense_similarity:.3f}" if h.dense_rank else "-",
                     f"{h.keyword_rank}, {h.keyword_score:.2f}" if h.keyword_rank else "-",
                     f"{h.recency:.2f}",
-                    # Flagged when written: reads as instructions to the assistant (quoted as data, never obeyed).
+                    # Flagged when written: reads as instructions to the assistant (quoted as data in prompts).
                     ("[instruction-like] " if h.memory.instruction_like else "") + ui.short(h.memory.text, 70),
                 )
                 for h in result.hits

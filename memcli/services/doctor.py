@@ -145,7 +145,7 @@ def doctor(ctx: Context, *, repair: bool = False) -> DoctorReport:
         Finding(
             "instruction-like memories",
             True,
-            f"{flagged} read as instructions to the assistant (quoted as data, never followed, never a source of facts)"
+            f"{flagged} read as instructions to the assistant (quoted as data in prompts, never a source of facts)"
             + (f": {', '.join(i[:8] for i in ids)}{', ...' if flagged > len(ids) else ''}" if ids else "")
             + (f" — `memcli list --tag {INSTRUCTION_LIKE}` shows them" if flagged else ""),
         )
