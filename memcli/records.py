@@ -16,6 +16,12 @@ class Kind(StrEnum):
     PROFILE = "profile"
 
 
+# The tag the store gives a memory whose text reads as instructions to the assistant (prompt injection,
+# planted "facts", terminal escapes: memcli/text/intent.py). It stays data: quoted in prompts, never a
+# source of facts; `memcli doctor` counts such memories and `recall --explain` marks them.
+INSTRUCTION_LIKE = "instruction-like"
+
+
 def ts(dt: datetime | None) -> str | None:
     return None if dt is None else dt.astimezone(UTC).isoformat(timespec="seconds")
 
@@ -53,6 +59,11 @@ class Memory:
     @property
     def current(self) -> bool:
         return self.retired_at is None
+
+    @property
+    def instruction_like(self) -> bool:
+        """Flagged when written: its text reads as instructions to the assistant (see INSTRUCTION_LIKE)."""
+        return INSTRUCTION_LIKE in self.tags
 
     @property
     def when(self) -> datetime:
@@ -122,9 +133,22 @@ class Hit:
     def to_json(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k not in ("memory", "context", "linked")}
         d["memory"] = self.memory.to_json()
+        d["instruction_like"] = self.memory.instruction_like
         d["context"] = [m.to_json() for m in self.context]
         d["linked"] = [x.to_json() for x in self.linked]
         return d
+
+
+@dataclass(frozen=True)
+class Degraded:
+    """A leg of recall that could not be used, so the answer came from the other one."""
+
+    leg: str  # "dense" (meaning: the embedding model and the vector index) or "keyword" (the FTS5 index)
+    reason: str  # what was missing and why, in words ("searched by keywords only: ...")
+    hint: str = ""  # what to do about it
+
+    def to_json(self) -> dict[str, Any]:
+        return {"leg": self.leg, "reason": self.reason, "hint": self.hint}
 
 
 @dataclass(frozen=True)
@@ -138,6 +162,7 @@ class RecallResult:
     abstained: bool = False
     confidence: float = 0.0  # best dense similarity among the candidates
     time_window: str = ""  # the window or preference read from the query, in words ("" if none)
+    degraded: tuple[Degraded, ...] = ()  # legs that were unavailable: the hits come from the others
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -147,6 +172,7 @@ class RecallResult:
             "abstained": self.abstained,
             "confidence": self.confidence,
             "time_window": self.time_window,
+            "degraded": [d.to_json() for d in self.degraded],
             "hits": [h.to_json() for h in self.hits],
         }
 

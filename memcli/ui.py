@@ -24,11 +24,15 @@ from memcli.errors import ExitCode, MemcliFailure
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.live import Live
+    from rich.markdown import Markdown
 
     from memcli.records import PurgeProof
 
 SCHEMA = "memcli/1"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# json.dumps escapes C0 controls but, with ensure_ascii=False, writes DEL and the C1 controls (U+0080-
+# U+009F: CSI, OSC... to a terminal that reads them) as they are; inside a JSON string \u escapes are equal.
+_JSON_C1 = {c: f"\\u{c:04x}" for c in range(0x7F, 0xA0)}
 _color = "auto"
 
 
@@ -59,7 +63,7 @@ def is_terminal() -> bool:
 
 def emit_json(command: str, data: Any) -> None:
     envelope = {"schema": SCHEMA, "command": command, "ok": True, "data": data}
-    sys.stdout.write(json.dumps(envelope, ensure_ascii=False, indent=None) + "\n")
+    sys.stdout.write(json.dumps(envelope, ensure_ascii=False, indent=None).translate(_JSON_C1) + "\n")
 
 
 def error(e: MemcliFailure, *, as_json: bool, command: str) -> None:
@@ -140,13 +144,12 @@ class ReplyView:
     def __enter__(self) -> ReplyView:
         if self._con.is_terminal:
             from rich.live import Live
-            from rich.markdown import Markdown
 
             # Not soft wrap, as elsewhere: under soft wrap Rich leaves long lines to the terminal, but Live
             # redraws its region by rendering each line at the console's width and cropping it there, so a
             # long paragraph lost everything past the right edge. Here Rich must word-wrap the Markdown.
             self._con.soft_wrap = False
-            self._live = Live(Markdown(""), console=self._con, refresh_per_second=10, vertical_overflow="visible")
+            self._live = Live(self._markdown(""), console=self._con, refresh_per_second=10, vertical_overflow="visible")
             self._live.start(refresh=True)
         return self
 
@@ -156,9 +159,15 @@ class ReplyView:
             sys.stdout.write(clean(piece))
             sys.stdout.flush()
         else:
-            from rich.markdown import Markdown
+            self._live.update(self._markdown(clean(self.text)))
 
-            self._live.update(Markdown(clean(self.text)))
+    @staticmethod
+    def _markdown(text: str) -> Markdown:
+        from rich.markdown import Markdown
+
+        # Links show where they go ("text (url)"): a reply steered by a planted note must not hide a
+        # link behind harmless words, as a terminal hyperlink would.
+        return Markdown(text, hyperlinks=False)
 
     def __exit__(self, *exc: object) -> None:
         if self._live is None:

@@ -50,3 +50,9 @@ def schema_version(db_file: Path) -> int:
         return int(db.execute("PRAGMA user_version").fetchone()[0])
     finally:
         db.close()
+
+
+def empty_keyword_index(mem: Memcli) -> None:
+    """Damage: the keyword index loses every entry (memory writes index their text in the same transaction)."""
+    with catalog(mem).transaction() as db:
+        db.execute("INSERT INTO memory_fts(memory_fts) VALUES('delete-all')")

@@ -199,8 +199,12 @@ def test_other_embedding_model_is_refused_until_reindex(mem: Memcli, home: Path,
     other = convert_bert(src, tmp_path / "other-minilm.gguf", name="other-minilm")
     switched = Memcli(settings={("embedding", "model"): str(other.path)})
     with pytest.raises(MemcliFailure) as e:
-        switched.recall("dog")
+        switched.add("Another memory would mix two models' vectors.")
     assert e.value.code == ExitCode.STORE and "memcli reindex" in e.value.hint
+    # Recall still answers, by keywords, and says why and what to do.
+    degraded = switched.recall("dog")
+    assert [h.memory.text for h in degraded.hits] == [FACTS[0]]
+    assert [d.leg for d in degraded.degraded] == ["dense"] and "memcli reindex" in degraded.degraded[0].hint
     result = switched.reindex()
     assert result.memories == 2 and result.new_model.startswith("other-minilm@")
     assert switched.recall("veterinarian and my dog", k=1).hits[0].memory.text == FACTS[0]

@@ -176,3 +176,17 @@ def test_explain_shows_why_a_linked_memory_is_there(cli, mem: Memcli) -> None:  
     r = cli("recall", "where did I plant the tomatoes", "-k", "1", "--links", "2", "--json")
     linked = r.json()["data"]["hits"][0]["linked"]
     assert [x["memory"]["id"] for x in linked] == [ids["related"]] and linked[0]["kind"] == "related"
+
+
+def test_a_healthy_store_recalls_with_both_legs_and_says_nothing_is_missing(dated: Memcli) -> None:
+    """Degraded recall names a missing leg (tests/test_degraded.py); a healthy store, embedded or on a
+    server, must name none: with a filter, a time window, and in an empty space."""
+    for r in (
+        dated.recall("dentist", now=NOW),
+        dated.recall("dentist in March 2023", now=NOW),
+        dated.recall("tyres", kinds=[Kind.NOTE], now=NOW),
+        dated.recall("dentist", space="empty", now=NOW),
+    ):
+        assert r.degraded == (), r.degraded
+    top = dated.recall("dentist", now=NOW).hits[0]
+    assert top.dense_rank is not None and top.keyword_rank is not None

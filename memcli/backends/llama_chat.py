@@ -9,6 +9,9 @@ Why it looks the way it does:
   which ``json.loads`` then rejects; :func:`json_grammar` tightens that rule to what JSON allows.
 - One ``Llama`` context must never run two requests at once: a lock serialises them. A stream holds the
   lock until it is exhausted or closed.
+- llama-cpp-python tokenises the templated prompt with special-token parsing on, so a message (a
+  recalled note above all) holding "<|im_end|><|im_start|>system" would end its turn and open a new
+  system turn. Every message's text has the model's own control-token strings broken first.
 - The object keeps the KV cache of the previous request, and llama.cpp re-evaluates only what follows
   the longest common prefix; ``last_cached_tokens`` reports how much was reused, for benchmarks.
 """
@@ -104,6 +107,7 @@ class LlamaChat:
         self._grammars: dict[str, LlamaGrammar] = {}
         self.n_params: int | None = self._n_params()
         self.last_finish: str | None = None
+        self._specials: tuple[str, ...] | None = None  # the vocabulary's control-token strings (defuse)
         self.last_prompt_tokens = 0  # prompt length of the latest request
         self.last_cached_tokens = 0  # of which llama.cpp reused from the KV cache of the request before
         self._watch_prompts()
@@ -178,6 +182,27 @@ class LlamaChat:
         except (AttributeError, TypeError, ValueError):  # a llama-cpp-python without it: no size presets
             return None
 
+    def defuse(self, text: str) -> str:
+        """``text`` with each of the model's control-token strings broken by a zero-width space after
+        its first character, so that it stays text: only the chat template opens and ends turns."""
+        if self._specials is None:
+            import llama_cpp
+
+            vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+            found = set()
+            for i in range(llama_cpp.llama_vocab_n_tokens(vocab)):  # once: ~25 ms for 49k tokens
+                attr = llama_cpp.llama_vocab_get_attr(vocab, i)
+                if attr & (llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED):
+                    t = self.llm.detokenize([i], special=True).decode("utf-8", "replace")
+                    # User-defined tokens may be ordinary words: only markup-like ones are turn structure.
+                    if len(t.strip()) > 1 and (attr & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL or (t[0] in "<[" and t[-1] in ">]")):
+                        found.add(t)
+            self._specials = tuple(sorted(found, key=len, reverse=True))
+        for t in self._specials:
+            if t in text:
+                text = text.replace(t, t[0] + "\u200b" + t[1:])
+        return text
+
     def count_tokens(self, text: str) -> int:
         # Tokenising reads only the vocabulary, so it runs without the lock (and so inside an open stream).
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
@@ -196,7 +221,7 @@ class LlamaChat:
     def _chunks(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Iterator[Any]:
         if not self._finalizer.alive:
             raise model_error(f"{self.model_id} was closed", hint="This is a bug in memcli: please report it.")
-        payload: list[Any] = [{"role": m.role, "content": m.content} for m in messages]
+        payload: list[Any] = [{"role": m.role, "content": self.defuse(m.content)} for m in messages]
         try:
             return iter(self.llm.create_chat_completion(payload, stream=True, **kwargs))
         except ValueError as e:  # e.g. "Requested tokens (N) exceed context window of M"

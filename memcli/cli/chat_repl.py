@@ -55,6 +55,7 @@ def run_repl(mem: Memcli, *, model: str | None, remember: bool, system: str | No
     ui.notice(f"chatting with {session.model.model_id} in space {session.space}{mode}. /help for commands, Ctrl-D to end.")
     if about := session.about_model:
         ui.notice(about)
+    said: set[str] = set()  # degraded-recall notices already given
     try:
         while True:
             try:
@@ -70,7 +71,7 @@ def run_repl(mem: Memcli, *, model: str | None, remember: bool, system: str | No
                     break
                 continue
             try:
-                show_turn(session, text)
+                show_turn(session, text, said)
             except MemcliFailure as e:
                 ui.error(e, as_json=False, command="chat")
             except KeyboardInterrupt:  # Ctrl-C anywhere in a turn stops the turn, never the session
@@ -79,13 +80,19 @@ def run_repl(mem: Memcli, *, model: str | None, remember: bool, system: str | No
         _finish(session)
 
 
-def show_turn(session: ChatSession, text: str) -> TurnResult:
+def show_turn(session: ChatSession, text: str, said: set[str] | None = None) -> TurnResult:
     """One turn, its reply shown as it streams. Ctrl-C stops the reply (the session keeps it as far as
-    it got); a Ctrl-C before or after the reply propagates, to stop the turn."""
+    it got); a Ctrl-C before or after the reply propagates, to stop the turn. A recall leg missing for
+    this turn is said once per conversation (``said`` remembers which legs were)."""
     with ui.ReplyView() as view:
         result = session.turn(text, on_token=view.add)
     if result.interrupted:
         view.stopped()
+    said = set() if said is None else said
+    for d in result.plan.degraded:
+        if d.leg not in said:  # once per leg: the counts in the reason change from turn to turn
+            said.add(d.leg)
+            ui.notice(d.reason + (f" (hint: {d.hint})" if d.hint else ""))
     return result
 
 
@@ -167,12 +174,17 @@ def _recall(session: ChatSession, arg: str) -> None:
 
 def _memories(session: ChatSession, arg: str) -> None:
     plan = session.last_plan
+    for d in () if plan is None else plan.degraded:
+        ui.notice(d.reason + (f" (hint: {d.hint})" if d.hint else ""))
     if plan is None:
         ui.notice("no reply yet")
     elif not plan.hits:
         ui.notice("the last reply used no memories (nothing relevant was found)")
     else:
-        rows = [(short_id(h.memory.id), h.memory.kind.value, ui.short(h.memory.text)) for h in plan.hits]
+        rows = [
+            (short_id(h.memory.id), h.memory.kind.value, ("[instruction-like] " if h.memory.instruction_like else "") + ui.short(h.memory.text))
+            for h in plan.hits
+        ]
         ui.table(["id", "kind", "used for the last reply"], rows)
     changes = [c for c in session.report.changes if c.action != "dropped"]
     if changes:

@@ -52,6 +52,8 @@ def recall(
     )
     if json_:
         return ui.emit_json("recall", result.to_json())
+    for d in result.degraded:  # never a silent keyword-only answer
+        ui.notice(d.reason + (f" (hint: {d.hint})" if d.hint else ""))
     if explain:
         ui.notice(
             f"time window: {result.time_window or 'none in the query'}; best similarity {result.confidence:.3f}"
@@ -71,7 +73,8 @@ def recall(
                     f"{h.dense_rank}, {h.dense_similarity:.3f}" if h.dense_rank else "-",
                     f"{h.keyword_rank}, {h.keyword_score:.2f}" if h.keyword_rank else "-",
                     f"{h.recency:.2f}",
-                    ui.short(h.memory.text, 70),
+                    # Flagged when written: reads as instructions to the assistant (quoted as data in prompts).
+                    ("[instruction-like] " if h.memory.instruction_like else "") + ui.short(h.memory.text, 70),
                 )
                 for h in result.hits
             ],

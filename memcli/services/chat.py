@@ -234,7 +234,7 @@ class ChatSession:
             count=self.count,
             layout=self.layout,
         )
-        plan = replace(plan, memory_seconds=time.perf_counter() - t0)
+        plan = replace(plan, memory_seconds=time.perf_counter() - t0, degraded=() if result is None else result.degraded)
         self.window_start = plan.window_start
         self.last_plan = plan
         return plan

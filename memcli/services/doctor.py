@@ -11,6 +11,7 @@ from typing import Any
 from memcli.backends.base import VectorMeta
 from memcli.context import Context
 from memcli.paths import readable_by_others
+from memcli.records import INSTRUCTION_LIKE
 from memcli.store import REINDEXING, Catalog, blob_to_vec
 
 
@@ -35,6 +36,7 @@ class Quarantined:
 class DoctorReport:
     findings: tuple[Finding, ...] = field(default_factory=tuple)
     quarantined: tuple[Quarantined, ...] = ()  # newest first
+    instruction_like: tuple[str, ...] = ()  # ids of the latest memories flagged as instruction-like (a few)
 
     @property
     def ok(self) -> bool:
@@ -45,6 +47,7 @@ class DoctorReport:
             "ok": self.ok,
             "findings": [f.__dict__ for f in self.findings],
             "quarantined": [q.__dict__ for q in self.quarantined],
+            "instruction_like": list(self.instruction_like),
         }
 
 
@@ -136,7 +139,18 @@ def doctor(ctx: Context, *, repair: bool = False) -> DoctorReport:
     out.append(Finding("LLM outputs", True, f"{invalid} quarantined (unparseable or invalid; nothing was applied)"))
     # Facts a model offered that the user's words do not support: dropped, kept here to inspect.
     out.append(Finding("invented facts", True, f"{ungrounded} dropped as not supported by what you said (not stored)"))
-    return DoctorReport(tuple(out), held)
+    # Text that reads as instructions to the assistant (flagged when written): data, never obeyed.
+    flagged, ids = cat.tagged(INSTRUCTION_LIKE, 5)
+    out.append(
+        Finding(
+            "instruction-like memories",
+            True,
+            f"{flagged} read as instructions to the assistant (quoted as data in prompts, never a source of facts)"
+            + (f": {', '.join(i[:8] for i in ids)}{', ...' if flagged > len(ids) else ''}" if ids else "")
+            + (f" — `memcli list --tag {INSTRUCTION_LIKE}` shows them" if flagged else ""),
+        )
+    )
+    return DoctorReport(tuple(out), held, tuple(ids))
 
 
 def _links(cat: Catalog, repair: bool) -> Finding:

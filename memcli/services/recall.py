@@ -28,6 +28,13 @@ predecessor, a summary and what it summarises, the turn a fact was learned from,
 ingested note names in [[wikilinks]]), with the reason.
 They ride along with their hit rather than taking a rank, so they never push a direct match out of
 the top k; they obey the same space, kind, tag, time-window and truth (current / ``as_of``) filters.
+
+Degraded, never silently: when a leg cannot be used (the embedding model is missing or fails, the
+vector index cannot be read, the keyword index fails or is out of date) recall answers from what
+works and says which leg was missing and why (``RecallResult.degraded``). Out of date is checked
+where it is cheap and matters: are the memories closest in meaning in the keyword index (one indexed
+lookup per dense candidate, ~0.2 ms), or, without a dense leg, the newest memory of the space.
+Only when neither leg can answer does recall fail.
 """
 
 from __future__ import annotations
@@ -37,12 +44,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from memcli.backends.base import VectorHit
 from memcli.context import Context
-from memcli.errors import usage_error
-from memcli.records import Hit, Kind, Linked, Memory, RecallResult
+from memcli.errors import MemcliFailure, store_error, usage_error
+from memcli.records import Degraded, Hit, Kind, Linked, Memory, RecallResult
 from memcli.services import fusion
 from memcli.services.retention import RetentionParams, assess
-from memcli.store import Filter, query_words
+from memcli.store import Filter, KeywordHit, query_words
 
 FILTER_IDS_CAP = 20_000
 WIDE_IDS_CAP = 300_000
@@ -85,13 +93,17 @@ def recall(
     f, window, keyword_query = plan.filter, plan.window, plan.keyword_query
     since, until = plan.since, plan.until
     store = ctx.store
-    qv = ctx.embedder.embed_query(query)
-    scored, memories, dense_rank, kw_rank = _candidates(ctx, f, qv, keyword_query, k, plan.recency_weight, ref.timestamp(), as_of)
+    legs = _Legs()
+    qv = legs.embed(ctx, query)
+    scored, memories, dense_rank, kw_rank = _candidates(
+        ctx, f, qv, keyword_query, k, plan.recency_weight, ref.timestamp(), as_of, legs
+    )
     if not scored and plan.from_hint:
         window += " — nothing there, searched everything"
         scored, memories, dense_rank, kw_rank = _candidates(
-            ctx, plan.base, qv, keyword_query, k, plan.recency_weight, ref.timestamp(), as_of
+            ctx, plan.base, qv, keyword_query, k, plan.recency_weight, ref.timestamp(), as_of, legs
         )
+    legs.check_both_failed()
     hits = []
     for rank, (score, mid, recency) in enumerate(scored[:k], 1):
         d = dense_rank.get(mid)
@@ -119,7 +131,11 @@ def recall(
     # Any keyword hit is weak evidence: 94% of questions asked of an unrelated store had one (common
     # words; benchmarks/abstention.py). A memory holding every content word of the query is strong
     # evidence (a name, a rare term) even when the dense similarity is low.
-    abstained = not hits or (confidence < rs.min_similarity and not store.catalog.matches_all_terms(f, keyword_query))
+    # Without the dense leg there is no similarity to judge by: the hits are shown, said to be keyword-only.
+    dense_ok = not any(d.leg == "dense" for d in legs.degraded)
+    abstained = not hits or (
+        dense_ok and confidence < rs.min_similarity and not store.catalog.matches_all_terms(f, keyword_query)
+    )
     if touch and not abstained:
         store.touch([h.memory.id for h in hits])
     filters = {
@@ -137,7 +153,102 @@ def recall(
         abstained=abstained,
         confidence=confidence,
         time_window=window,
+        degraded=tuple(legs.degraded),
     )
+
+
+_INDEX_HINT = "`memcli doctor` checks the indexes; `memcli doctor --repair` rebuilds them from the catalog."
+
+
+class _Legs:
+    """What this recall could use: the query's vector (None without an embedding model) and the legs
+    found missing, in words. ``None`` in ``_pool``'s place (fusion_features) lets failures raise."""
+
+    def __init__(self) -> None:
+        self.degraded: list[Degraded] = []
+        self.keyword_failed: MemcliFailure | None = None
+
+    def note(self, leg: str, reason: str, hint: str) -> None:
+        if not any(d.leg == leg and d.reason == reason for d in self.degraded):
+            self.degraded.append(Degraded(leg, reason, hint))
+
+    def embed(self, ctx: Context, query: str) -> list[float] | None:
+        try:
+            return ctx.embedder.embed_query(query)
+        except MemcliFailure as e:  # missing, unusable or not the store's model: the user's to fix (hint)
+            self.note("dense", f"searched by keywords only: the embedding model is unavailable ({e.message})", e.hint)
+        except Exception as e:  # a corrupt model file fails inside llama.cpp
+            self.note(
+                "dense",
+                f"searched by keywords only: the embedding model failed ({type(e).__name__}: {e})",
+                "Check [embedding] model (`memcli config show`); `memcli doctor` tests it.",
+            )
+        return None
+
+    def check_both_failed(self) -> None:
+        dense = next((d for d in self.degraded if d.leg == "dense"), None)
+        if dense is not None and self.keyword_failed is not None:
+            raise store_error(
+                f"recall cannot search: {dense.reason}; and {self.keyword_failed.message}", hint=dense.hint or _INDEX_HINT
+            )
+
+
+def _dense(ctx: Context, f: Filter, qv: list[float] | None, n: int, legs: _Legs | None) -> list[VectorHit]:
+    """The dense top ``n`` under ``f`` (see ``_pool``); [] when the vector index cannot be read."""
+    if qv is None:
+        return []
+    store = ctx.store
+    filtered = bool(f.kinds or f.tags or f.since is not None or f.until is not None)
+    # Chroma's metadata filter took 60-200 ms at 100k and 4.7 s at 1M; the ids from the catalog's
+    # index plus an id-restricted query took ~18 ms at 100k. Past FILTER_IDS_CAP ids, an unfiltered
+    # over-fetch is cheaper when the filter is wide (27 ms at 1M); when too few of those pass, a
+    # long id list (87-113 ms for 27k-110k ids at 1M) still beats Chroma's filter.
+    ids = store.catalog.filtered_ids(f, FILTER_IDS_CAP) if filtered else None
+    wide = filtered and ids is None
+    try:  # only the vector index's failures are caught: the catalog's are the store's, and raise
+        dense = store.index.query(f.space, qv, n, kinds=f.kinds, since=f.since, until=f.until, ids=ids, overfetch_only=wide)
+        if wide and len(dense) < n:
+            ids = store.catalog.filtered_ids(f, WIDE_IDS_CAP)
+            dense = store.index.query(f.space, qv, n, kinds=f.kinds, since=f.since, until=f.until, ids=ids)
+    except Exception as e:  # unreadable files, a server that does not answer: the keyword leg still can
+        if legs is None:
+            raise
+        message = e.message if isinstance(e, MemcliFailure) else f"{type(e).__name__}: {e}"
+        hint = e.hint if isinstance(e, MemcliFailure) and e.hint else _INDEX_HINT
+        legs.note("dense", f"searched by keywords only: the vector index could not be read ({message})", hint)
+        return []
+    # Nothing at all while the catalog holds memories that pass: the index (a collection per space) is
+    # gone or unreadable; Chroma answers both as "no such collection", so the catalog is asked.
+    if not dense and legs is not None and (ids is None or ids) and store.catalog.has_active(f):
+        legs.note("dense", "searched by keywords only: the vector index holds none of these memories (missing or unreadable)", _INDEX_HINT)
+    return list(dense)
+
+
+def _keyword(
+    ctx: Context, f: Filter, keyword_query: str, n: int, dense_ids: list[str], legs: _Legs | None
+) -> list[KeywordHit]:
+    """The keyword top ``n`` under ``f``; [] when the keyword index fails. Notes an out-of-date index."""
+    cat = ctx.store.catalog
+    try:
+        hits = cat.keyword_hits(f, keyword_query, n, ctx.settings.recall.keyword_max_docs)
+        if legs is not None:
+            # Every write indexes its text in the same transaction, so a gap is damage (or an older tool).
+            missing = cat.keyword_unindexed(dense_ids) if dense_ids else cat.keyword_behind(f.space)
+            if missing:
+                of = f" of the {len(dense_ids)} memories closest in meaning" if dense_ids else " (the newest memory)"
+                legs.note(
+                    "keyword",
+                    f"keyword search incomplete: the keyword index is out of date ({len(missing)}{of} missing from it)",
+                    "`memcli doctor --repair` rebuilds it from the catalog.",
+                )
+        return list(hits)
+    except Exception as e:
+        if legs is None:
+            raise
+        message = e.message if isinstance(e, MemcliFailure) else f"{type(e).__name__}: {e}"
+        legs.keyword_failed = store_error(f"the keyword index could not be read ({message})")
+        legs.note("keyword", f"searched by meaning only: the keyword index could not be read ({message})", _INDEX_HINT)
+        return []
 
 
 @dataclass(frozen=True)
@@ -208,26 +319,17 @@ def _truthful(m: Memory, as_of: datetime | None = None) -> bool:
     return m.current if as_of is None else m.true_at(as_of) and m.recorded_at <= as_of
 
 
-def _pool(ctx: Context, f: Filter, qv: list[float], keyword_query: str, n: int) -> list[fusion.Candidate]:
-    """The dense and keyword top ``n`` under ``f``: active memories only, with their evidence."""
+def _pool(
+    ctx: Context, f: Filter, qv: list[float] | None, keyword_query: str, n: int, legs: _Legs | None = None
+) -> list[fusion.Candidate]:
+    """The dense and keyword top ``n`` under ``f``: active memories only, with their evidence. With
+    ``legs``, a leg that fails is noted there and left out; without, its failure raises."""
     import numpy as np
 
     rs = ctx.settings.recall
     store = ctx.store
-    ids = None
-    filtered = bool(f.kinds or f.tags or f.since is not None or f.until is not None)
-    if filtered:
-        # Chroma's metadata filter took 60-200 ms at 100k and 4.7 s at 1M; the ids from the catalog's
-        # index plus an id-restricted query took ~18 ms at 100k. Past FILTER_IDS_CAP ids, an unfiltered
-        # over-fetch is cheaper when the filter is wide (27 ms at 1M); when too few of those pass, a
-        # long id list (87-113 ms for 27k-110k ids at 1M) still beats Chroma's filter.
-        ids = store.catalog.filtered_ids(f, FILTER_IDS_CAP)
-    wide = filtered and ids is None
-    dense = store.index.query(f.space, qv, n, kinds=f.kinds, since=f.since, until=f.until, ids=ids, overfetch_only=wide)
-    if wide and len(dense) < n:
-        ids = store.catalog.filtered_ids(f, WIDE_IDS_CAP)
-        dense = store.index.query(f.space, qv, n, kinds=f.kinds, since=f.since, until=f.until, ids=ids)
-    keyword = store.catalog.keyword_hits(f, keyword_query, n, rs.keyword_max_docs)
+    dense = _dense(ctx, f, qv, n, legs)
+    keyword = _keyword(ctx, f, keyword_query, n, [h.id for h in dense], legs)
     dense_rank = {h.id: (r, h.similarity) for r, h in enumerate(dense, 1)}
     kw = {h.id: (r, h) for r, h in enumerate(keyword, 1)}
     memories = store.catalog.by_ids(set(dense_rank) | set(kw))
@@ -239,7 +341,7 @@ def _pool(ctx: Context, f: Filter, qv: list[float], keyword_query: str, n: int) 
     }
     sims = {mid: d[1] for mid, d in dense_rank.items()}
     missing = [mid for mid in memories if mid not in sims]
-    if missing and rs.fusion == "learned":  # keyword-only candidates: their similarity from the stored vector
+    if missing and qv is not None and rs.fusion == "learned":  # keyword-only candidates: similarity from the stored vector
         q = np.asarray(qv, dtype=np.float32)
         q /= float(np.linalg.norm(q)) or 1.0
         for mid, blob in store.catalog.embeddings(missing).items():
@@ -268,18 +370,19 @@ def _pool(ctx: Context, f: Filter, qv: list[float], keyword_query: str, n: int) 
 def _candidates(
     ctx: Context,
     f: Filter,
-    qv: list[float],
+    qv: list[float] | None,
     keyword_query: str,
     k: int,
     recency_weight: float,
     ref: float,
     as_of: datetime | None = None,
+    legs: _Legs | None = None,
 ) -> tuple[list[tuple[float, str, float]], dict[str, Memory], dict[str, tuple[int, float]], dict[str, tuple[int, float]]]:
     """Fused, sorted candidates: ([(score, id, recency)], memories, dense ranks, keyword ranks)."""
     rs = ctx.settings.recall
     retention_weight = ctx.settings.lifecycle.retention_weight
     params = RetentionParams.from_settings(ctx.settings.lifecycle) if retention_weight else None
-    pool = _pool(ctx, f, qv, keyword_query, max(rs.candidates, k))
+    pool = _pool(ctx, f, qv, keyword_query, max(rs.candidates, k), legs)
     pool = [c for c in pool if _truthful(c.memory, as_of)]
     if rs.fusion == "learned":
         fused = [float(x) for x in fusion.scores(pool, query_words(keyword_query))]

@@ -27,13 +27,17 @@ from typing import IO, TYPE_CHECKING, Any
 
 from memcli.backends.base import Embedder, Vector, VectorIndex, VectorMeta
 from memcli.errors import ExitCode, MemcliFailure, store_error, usage_error
-from memcli.records import Memory
+from memcli.records import Kind, Memory
 from memcli.store.catalog import Catalog
 from memcli.store.schema import REINDEXING, chunks, marks
 from memcli.store.values import NewMemory, Succession, blob_to_vec, content_hash, new_id, vec_to_blob
+from memcli.text.intent import flag_tags
 
 if TYPE_CHECKING:
     from memcli.store.replica import Journal
+
+_OWN_STYLE = (Kind.FACT, Kind.SUMMARY, Kind.PROFILE)  # written "The user ..." by memcli (text/intent.py)
+
 
 class MemoryStore:
     def __init__(
@@ -203,7 +207,7 @@ class MemoryStore:
                 m.position,
                 m.recorded_at if m.recorded_at is not None else now,
                 m.event_at,
-                json.dumps(list(m.tags), ensure_ascii=False),
+                json.dumps(list(flag_tags(m.text, m.tags, third_person=m.kind in _OWN_STYLE)), ensure_ascii=False),
                 int(m.pinned),
                 m.importance,
                 content_hash(m.text),

@@ -3,6 +3,7 @@ rebuilt from them (the catalog is the truth)."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from memcli.store.schema import WHEN, chunks, marks
@@ -76,3 +77,12 @@ class HealthChecks:
         """(LLM outputs that did not parse or validate, facts dropped as not grounded in the user's words)."""
         counts = dict(self.db.execute("SELECT operation = 'ungrounded', count(*) FROM quarantine GROUP BY 1").fetchall())
         return int(counts.get(0, 0)), int(counts.get(1, 0))
+
+    def tagged(self, tag: str, limit: int) -> tuple[int, list[str]]:
+        """(active memories carrying ``tag``, the ids of the latest ``limit`` of them)."""
+        # instr() first: a cheap string test that spares parsing the JSON of every untagged row.
+        where = "state = 'active' AND instr(tags, ?) > 0 AND EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?)"
+        args = (json.dumps(tag), tag)
+        n = int(self.db.execute(f"SELECT count(*) FROM memories WHERE {where}", args).fetchone()[0])
+        ids = [r[0] for r in self.db.execute(f"SELECT id FROM memories WHERE {where} ORDER BY recorded_at DESC LIMIT ?", (*args, limit))]
+        return n, ids

@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from memcli.store.schema import Filter
+from memcli.store.schema import Filter, chunks, marks
 
 if TYPE_CHECKING:
     from memcli.store.recording import RecordingConnection
@@ -204,3 +204,26 @@ class KeywordSearch:
             f"WHERE t.memory_fts MATCH ? AND {where} LIMIT 1"
         )
         return self.db.execute(q, [match, *args]).fetchone() is not None
+
+    def keyword_unindexed(self, ids: Sequence[str]) -> list[str]:
+        """Those of ``ids`` that are active but missing from the keyword index (its own per-row records,
+        the docsize table, say what is indexed): one primary-key lookup each."""
+        out: list[str] = []
+        for part in chunks(list(ids)):
+            q = (
+                f"SELECT m.id FROM memories m WHERE m.id IN ({marks(len(part))}) AND m.state = 'active' "
+                "AND NOT EXISTS (SELECT 1 FROM memory_fts_docsize d WHERE d.id = m.rowid)"
+            )
+            out += [r[0] for r in self.db.execute(q, part)]
+        return out
+
+    def keyword_behind(self, space: str) -> list[str]:
+        """The latest recorded active memory of ``space`` if the keyword index lacks it (else []): a cheap
+        sign of an index that stopped being updated, for when there are no dense candidates to check.
+        By recorded_at, which an index orders (by rowid the planner sorted the space: 15 ms at 100k)."""
+        row = self.db.execute(
+            "SELECT id, rowid FROM memories WHERE space = ? AND state = 'active' ORDER BY recorded_at DESC LIMIT 1", (space,)
+        ).fetchone()
+        if row is None or self.db.execute("SELECT 1 FROM memory_fts_docsize WHERE id = ?", (row[1],)).fetchone():
+            return []
+        return [row[0]]

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from memcli.records import Kind, Memory
-from memcli.store.schema import COLUMNS, WHEN, chunks, marks, row_to_memory
+from memcli.store.schema import COLUMNS, WHEN, Filter, chunks, marks, row_to_memory
 
 if TYPE_CHECKING:
     from memcli.store.recording import RecordingConnection
@@ -38,6 +38,11 @@ class DomainQueries:
         )
         trashed, pinned, oldest, newest = self.db.execute(q, (space,)).fetchone()
         return int(trashed or 0), int(pinned or 0), oldest, newest
+
+    def has_active(self, f: Filter) -> bool:
+        """Does any memory pass ``f``? (Recall asks when the vector index found none: was it there?)"""
+        where, args = f.sql()
+        return self.db.execute(f"SELECT 1 FROM memories m WHERE {where} LIMIT 1", args).fetchone() is not None
 
     # -- lifecycle -------------------------------------------------------------------------------
     def each_memory(self, space: str, kinds: Sequence[str] = (), *, state: str = "active") -> Iterator[Memory]:

@@ -11,7 +11,18 @@ from __future__ import annotations
 import re
 from enum import Enum
 
-__all__ = ["Need", "asks_about_assistant", "instruction_like", "is_question", "memory_need", "sentences", "strip_chatter"]
+from memcli.records import INSTRUCTION_LIKE
+
+__all__ = [
+    "Need",
+    "asks_about_assistant",
+    "flag_tags",
+    "instruction_like",
+    "is_question",
+    "memory_need",
+    "sentences",
+    "strip_chatter",
+]
 
 
 class Need(Enum):
@@ -58,17 +69,50 @@ _ABOUT_ASSISTANT = re.compile(
     r"proposed|gave|say|tell|suggest|recommend|mention)\b|\byour (?:answer|reply|advice|suggestion|recommendation)s?\b",
     re.IGNORECASE,
 )
+_ADDRESSEE = r"(?:assistant|ai|chatbot|bot|model|llm|memcli|system)"
 _INSTRUCTIONS = re.compile(
-    r"\b(?:ignore|disregard|forget|override|bypass)\b.{0,40}\b(?:instructions?|rules|prompt|guidelines|everything above|previous)"
-    r"|\bsystem prompt\b|\byou are now\b|\bfrom now on,? you\b|\bact as\b|\bpretend (?:to be|you)\b|\bjailbreak|\bdeveloper mode\b"
-    r"|\b(?:store|save|record|remember|memori[sz]e|add|write|keep)\b.{0,30}\bas (?:a |an |the |my )?(?:\w+ )?(?:fact|memory|truth|history)\b|\bwhenever (?:someone|anyone|anybody|people) asks?\b|\bnew rules?\b|\bwithout (?:checking|verifying|asking)\b"
-    r"|\bremember that the user\b|\bthe user (?:is|has|wants|said|must|should|owns)\b"
-    r"|\b(?:print|reveal|dump|list|show|output|leak|repeat|exfiltrate)\b.{0,30}\b(?:all|every|everything|other|your)\b.{0,20}"
-    r"\b(?:memor(?:y|ies)|facts?|notes?|data|instructions|secrets?|prompt)\b"
-    r"|\b(?:admin(?:istrator)?|root) (?:access|rights|privileges|mode)\b|\b(?:your|the following|here are(?: your)?) new instructions\b|\[/?(?:inst|system)\]"
-    r"|<\|im_(?:start|end)\|>|\\(?:x1b|u001b|033|e)\[|\x1b|\bESC\[",
-    re.IGNORECASE,
+    "|".join(
+        [
+            # overriding what the assistant was told
+            r"\b(?:ignore|disregard|forget|override|bypass)\b.{0,40}\b(?:instructions?|rules|prompts?|guidelines|everything (?:above|before)"
+            r"|previous (?:instructions?|rules|prompts?|messages?|directions|guidelines|context))",
+            r"\bsystem prompt\b|\bsystem override\b|\byou are now\b|\bfrom now on,? you\b|\bpretend (?:to be|you)\b|\bjailbreak"
+            r"|\bdeveloper mode\b|\bnew rules?\b|\bwithout (?:checking|verifying|asking)\b",
+            r"\b(?:you (?:will |must |should )?)?act as (?:if\b|the user's\b|an? (?:ai|assistant|chatbot|bot|unrestricted|unfiltered|jailbroken)\b)",
+            r"\b(?:your|the following|here are(?: your)?) new instructions\b|\[/?(?:inst|system)\]",
+            # speaking to the assistant inside a note: "... 7pm. Assistant: ...", "Note to the AI:", "hey AI, ..."
+            # (not at the start: a stored chat turn reads "assistant: ...")
+            rf"[.!?\]\n]\s*{_ADDRESSEE}\b\s*[:,]\s*(?!\s*$)",
+            rf"\b(?:note|memo|message|instructions?|reminder) (?:to|for) (?:the |any |my )?{_ADDRESSEE}\b|\[{_ADDRESSEE} instructions?\]",
+            rf"\b{_ADDRESSEE}\b,?\s+(?:please\s+)?(?:forget|ignore|store|save|delete|erase|tell|say|repeat|always|from now on)\b",
+            rf"\b{_ADDRESSEE}\b[^.\n]{{0,30}}\b(?:reading|processing|parsing) this\b",
+            # planting facts, asking for everything, destroying memories
+            r"\b(?:store|save|record|remember|memori[sz]e|add|write|keep|note)\b.{0,30}\bas (?:a |an |the |my )?(?:\w+(?:'s)? )?(?:fact|memory|truth|history)\b",
+            r"\b(?:update|change|edit) (?:your|the) memory\b|\bstore it permanently\b|\bremember that the user\b",
+            r"\bwhenever (?:someone|anyone|anybody|people) asks?\b|\btell (?:whoever|anyone|anybody|everyone) (?:who )?asks?\b",
+            r"\b(?:print|reveal|dump|list|show|output|leak|repeat|exfiltrate)\b.{0,30}\b(?:all|every|everything|other|your)\b.{0,20}"
+            r"\b(?:memor(?:y|ies)|facts?|notes?|data|instructions|secrets?|prompt|details|codes?)\b",
+            r"\b(?:everything|all) you (?:know|have|remember) about\b|\bin (?:your|every|each) (?:next )?(?:answer|reply|response)s?\b"
+            r"|\bbefore (?:you )?answer(?:ing)?\b|\bat the start of every\b",
+            r"\b(?:delete|erase|wipe|remove|forget|clear)\b.{0,20}\b(?:all|every|everything)\b.{0,20}\b(?:memor(?:y|ies)|notes?|facts?|data|records?)\b"
+            r"|\b(?:wipe|erase|clear|delete|reset) (?:your |the |all )?memor(?:y|ies)\b|\bforget everything\b",
+            r"\b(?:admin(?:istrator)?|root) (?:access|rights|privileges|mode)\b",
+            # chat-template and prompt-format markers: a note that fakes a turn or the end of the notes
+            r"<\|(?:im_start|im_end|endoftext|eot_id|start_header_id|end_header_id|system|user|assistant|end)\|>"
+            r"|<(?:start|end)_of_turn>|<</?SYS>>|\[\s*(?:end of (?:the )?notes|notes from memory)\b|^#{2,} (?:instruction|response|system)\b"
+            r"|\n\s*(?:user|assistant|system)\s*:",
+            # terminal control: ESC and the other C0/C1 controls (tab and line feed are text; a carriage
+            # return only when it does not end a line: alone it moves back and overwrites)
+            r"\\(?:x1b|u001b|033|e)\[|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]|\r(?!\n)|\bESC\[",
+        ]
+    ),
+    re.IGNORECASE | re.MULTILINE,
 )
+
+
+# Third-person claims about "the user": people speak of themselves in the first person, so in a message
+# or a note this is a planted "fact"; in memcli's own facts and summaries it is the house style.
+_ABOUT_THE_USER = re.compile(r"\bthe user(?:'s (?:\w+ ){0,2}(?:is|are|was|were)| (?:is|has|wants|said|must|should|owns))\b", re.IGNORECASE)
 
 
 def sentences(text: str) -> list[str]:
@@ -114,4 +158,15 @@ def asks_about_assistant(message: str) -> bool:
 def instruction_like(text: str) -> bool:
     """Does the text read as instructions to the assistant or its memory (prompt injection, planted
     third-person "facts", terminal escapes)? Such text is data to quote, never a source of facts."""
-    return bool(_INSTRUCTIONS.search(text))
+    return bool(_INSTRUCTIONS.search(text) or _ABOUT_THE_USER.search(text))
+
+
+def flag_tags(text: str, tags: tuple[str, ...], *, third_person: bool = False) -> tuple[str, ...]:
+    """The tags a memory of ``text`` is written with: ``tags``, plus INSTRUCTION_LIKE when the text
+    reads as instructions (computed from the text like its hash, so every writer flags alike).
+    ``third_person``: memcli's own style ("The user ..."; facts, summaries, the profile), where a claim
+    about the user is no sign of anything."""
+    found = _INSTRUCTIONS.search(text) or (not third_person and _ABOUT_THE_USER.search(text))
+    if INSTRUCTION_LIKE in tags or not found:
+        return tags
+    return (*tags, INSTRUCTION_LIKE)

@@ -8,11 +8,11 @@ import time
 
 import numpy as np
 
-from memcli.records import Memory
+from memcli.records import INSTRUCTION_LIKE, Memory
 from memcli.services.consolidate.shared import Feed, Matrix, Run, Step
 
 # Tags that say what a memory is rather than what it is about: sharing one is no reason to link.
-STRUCTURAL_TAGS = frozenset({"chat", "daily", "weekly", "profile", "fact", "preference", "event"})
+STRUCTURAL_TAGS = frozenset({"chat", "daily", "weekly", "profile", "fact", "preference", "event", INSTRUCTION_LIKE})
 _DATE_TAG = re.compile(r"\d{4}-(\d{2}-\d{2}|W\d{2})")  # a summary's period: every memory of it shares it
 
 
