@@ -128,6 +128,8 @@ m.close()
     ["empty", "text", "magic only", "header only", "cut in the metadata", "cut in the weights", "last byte missing", "directory"],
 )
 def test_broken_embedding_model_is_exit_5_with_a_message(damage: str, tmp_path: Path, minilm_path: Path) -> None:
+    """A write needs the model: exit 5 naming the file. Recall answers from the keyword index and says
+    the meaning half is missing, naming the file too (issue 16: degraded search says so)."""
     good = minilm_path.read_bytes()
     bad = tmp_path / "model.gguf"
     cut = {
@@ -144,9 +146,13 @@ def test_broken_embedding_model_is_exit_5_with_a_message(damage: str, tmp_path: 
     else:
         bad.write_bytes(cut[damage])
     env = memcli_env(tmp_path / "home", bad)
-    p = memcli(env, "recall", "a memory", "--json", timeout=120)
+    p = memcli(env, "add", "a memory", "--json", timeout=120)
     assert p.code == 5, (damage, p.code, p.err, p.out)
     assert "Traceback" not in p.err and str(bad) in p.json()["error"]["message"]
+    p = memcli(env, "recall", "a memory", "--json", timeout=120)
+    assert p.code == 0 and "Traceback" not in p.err, (damage, p.code, p.err, p.out)
+    [missing] = p.json()["data"]["degraded"]
+    assert missing["leg"] == "dense" and str(bad) in missing["reason"] + missing["hint"], missing
 
 
 def test_huge_single_line_input_is_handled_without_a_hang(tmp_path: Path, minilm_path: Path) -> None:
