@@ -4,6 +4,7 @@ it does to real recalls, next to the RRF it replaced as the default."""
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from memcli.records import Kind, Memory
 from memcli.services import fusion
 from memcli.services.recall import fusion_features
 from memcli.store import Filter
+from memcli.text import cues
 
 NOW = datetime(2024, 6, 1, 12, 0).astimezone()
 
@@ -140,3 +142,54 @@ def test_an_unknown_fusion_is_a_config_error(home: Path) -> None:
     (home / "config.toml").write_text('[recall]\nfusion = "magic"\n')
     with pytest.raises(MemcliFailure, match="fusion must be one of learned, rrf"):
         Memcli(home=home).close()
+
+
+def test_cues_read_what_a_question_asks_for_and_what_a_text_holds() -> None:
+    assert cues.asks_for("When did Jon open his studio?") == {"time"}
+    assert cues.asks_for("What year did we move?") == {"time"}
+    assert cues.asks_for("Where did Mel go camping?") == {"name"}
+    assert cues.asks_for("Which countries has James visited?") == {"name"}
+    assert cues.asks_for("How many screenplays has Joanna written?") == {"number"}
+    assert cues.asks_for("What does Calvin do to relax?") == frozenset()
+    held = cues.cues("We drove to Jasper last weekend, two days of hiking.")
+    assert held.time and held.number and held.names == {"Jasper"}
+    # A capitalised month is a time, the verb "may" is not; a sentence's first word is no name.
+    assert cues.cues("I went there in May.").time
+    assert not cues.cues("Sure, we may go.").time
+    assert cues.cues("Great news! Thanks, Jon.").names == {"Jon"}
+    assert cues.question_share("Did you win? We did!") == 0.5
+    assert cues.question_share("How did it go?") == 1.0
+    assert cues.question_share("...") == 0.0
+
+
+def test_what_a_candidate_says_counts_beside_what_it_matched() -> None:
+    pool = [
+        cand(memory(0, "Nate: Wow, cool!"), 0.5, 1, None),
+        cand(memory(1, "Nate: How many screenplays have you finished so far?"), 0.6, 2, 1, bm=4.0, text=4.0),
+        cand(memory(2, "Joanna: Two! I wrapped up the second one last Friday and sent it to Nate."), 0.4, 3, None),
+        cand(memory(7, "Joanna likes long walks with Nate", source="cli", kind=Kind.FACT, position=None), 0.3, 4, None),
+    ]
+    x = fusion.features(pool, ["many", "screenplays"], "How many screenplays has Joanna written?")
+    full = math.log1p(fusion.SAYS_ENOUGH)
+    # Length and questions judge conversation turns only: a short fact is not a reaction.
+    assert col(x, "words") == [round(math.log1p(2) / full, 6), round(math.log1p(8) / full, 6), round(math.log1p(14) / full, 6), 1.0]
+    assert col(x, "asks") == [0.0, 1.0, 0.0, 0.0]
+    # Nate and Joanna are speakers here, so naming them is no specific; "Friday" is a time, "Two" a number.
+    assert col(x, "specifics") == [0.0, 0.0, round(2 / 3, 6), 0.0]
+    assert col(x, "answer_kind") == [0.0, 0.0, 1.0, 0.0]
+    # The turn after the matching question is its likely answer; nothing follows a fact.
+    assert col(x, "answers_match") == [0.0, 0.0, 1.0, 0.0]
+    # A "what" question asks for no kind of thing: answer_kind stays 0, the rest does not depend on it.
+    y = fusion.features(pool, ["many", "screenplays"], "What did Joanna write?")
+    assert col(y, "answer_kind") == [0.0] * 4 and col(y, "specifics") == col(x, "specifics")
+
+
+def test_the_answer_outranks_a_reaction_that_matched_as_well() -> None:
+    """A reaction that matched a little better (ranks) than the turn that tells the answer, right
+    after a question that matched, comes second; so does the question itself."""
+    question = cand(memory(0, "Mel: Did you go to the pottery workshop?"), 0.55, 3, 1, bm=6.0, text=6.0)
+    answer = cand(memory(1, "Caroline: Yes, on Saturday. I made two bowls and a mug for my mom."), 0.5, 2, 3, bm=3.0, text=3.0)
+    reaction = cand(memory(5, "Mel: Pottery, nice!", source="chat#s2"), 0.5, 1, 2, bm=3.0, text=3.0)
+    s = fusion.scores([question, answer, reaction], ["pottery", "workshop"], "When did Caroline go to the pottery workshop?")
+    assert s[1] > s[2]
+    assert s[1] > s[0]

@@ -190,3 +190,21 @@ def test_a_healthy_store_recalls_with_both_legs_and_says_nothing_is_missing(date
         assert r.degraded == (), r.degraded
     top = dated.recall("dentist", now=NOW).hits[0]
     assert top.dense_rank is not None and top.keyword_rank is not None
+
+
+def test_the_turn_that_answers_outranks_the_reactions_around_it(mem: Memcli, tmp_path: Path) -> None:
+    """Short reactions name the topic as often as the answer does, and each turn's vector holds its
+    neighbours' text: what a turn says (its length, a time, a question it answers) decides."""
+    turns = [
+        ("Mel", "Pottery class tonight!"),
+        ("Caroline", "Pottery! Fun!"),
+        ("Mel", "Did you ever finish a pottery piece?"),
+        ("Caroline", "Yes, last Saturday I made two bowls and a little mug for my mom in the workshop."),
+        ("Mel", "Pottery is great."),
+    ] + [("Mel", f"so, about the weather and groceries, item {i}") for i in range(20)]
+    path = tmp_path / "talk.jsonl"
+    messages = [{"speaker": s, "text": t} for s, t in turns]
+    path.write_text(json.dumps({"session": "s1", "time": "2023-06-04T09:00:00", "messages": messages}) + "\n")
+    mem.ingest([path])
+    hits = mem.recall("When did Caroline make pottery?", k=5, now=NOW, touch=False).hits
+    assert hits[0].memory.text.startswith("Caroline: Yes, last Saturday")

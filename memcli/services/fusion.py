@@ -4,9 +4,14 @@ Reciprocal-rank fusion sees only two ranks. A memory's evidence is richer than t
 is already in hand once the candidates are fetched: how close its vector is to the best one, its BM25
 on its own text versus on its keys, how many of the query's words its own text holds, and whether
 the turns next to it or the rest of its document/conversation matched too (the answer often sits
-beside the match, and a conversation about a topic matches more than once). A logistic model over
-those features, fitted on LoCoMo and checked by two-fold cross-validation across conversations
-(``benchmarks/locomo_fit.py``, numbers in benchmarks/RESULTS.md), beat the tuned RRF at every k.
+beside the match, and a conversation about a topic matches more than once). Beside the match, what
+the memory's own text says (memcli/text/cues.py): in a conversation the short turns and the
+questions react and prompt while the answer tells, a text holding a time, a number or a name is more
+often the evidence (more so when the question asks for that kind of thing), and a turn right after a
+question that matched is likely its answer. A logistic model over those features, fitted on LoCoMo
+and checked by five-fold cross-validation across conversations (``benchmarks/locomo_fit.py``,
+numbers in benchmarks/RESULTS.md), beat the tuned RRF at every k, and the matching features alone
+by 1.5-4.4 points (overall, held out).
 
 Every feature is computed from the candidate pool alone (the dense and keyword top-N): nothing here
 searches again, so the cost is a few array operations on at most 2N rows. Features are scale-free
@@ -16,17 +21,20 @@ searches again, so the cost is a few array operations on at most 2N rows. Featur
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from memcli.records import Kind, Memory
+from memcli.text import cues
 
 if TYPE_CHECKING:
     import numpy as np
 
 RANK_OFFSET = 10  # the k of the two 1/(k + rank) features the weights were fitted with
+SAYS_ENOUGH = 40  # words: a turn this long or longer counts as saying as much as a note or a fact
 
 FEATURES = (
     "dense_rrf",  # 1/(RANK_OFFSET + dense rank); 0 outside the dense top-N
@@ -42,29 +50,40 @@ FEATURES = (
     "near1_coverage",
     "near2_coverage",
     "near1_similarity",  # the best similarity_gap one position away (-1 when none is a candidate)
+    # What the memory's own text holds (memcli/text/cues.py), whatever it matched:
+    "words",  # a conversation turn's length, log-scaled and saturating at SAYS_ENOUGH words (1 for other memories)
+    "asks",  # the share of a turn's sentences that are questions (0 for other memories)
+    "specifics",  # a time, a number, a name (not a speaker's): thirds
+    "answer_kind",  # holds the kind of thing the question asks for (when: a time; where/who: a name; how many: a number)
+    "answers_match",  # the turn just before it is a question ("asks") that matched (its "bm25")
 )
 
 # Fitted by benchmarks/locomo_fit.py on all ten LoCoMo conversations (logistic regression, L2 1e-3);
-# the two-fold cross-validated numbers in RESULTS.md come from weights fitted on half of them.
+# the five-fold cross-validated numbers in RESULTS.md come from weights fitted on eight of them.
 WEIGHTS = {
-    "dense_rrf": 9.7525,
-    "keyword_rrf": 22.7425,
-    "similarity_gap": 4.3718,
-    "bm25": 2.6034,
-    "bm25_text": 0.7339,
-    "bm25_keys": -2.6041,
-    "coverage": 0.5237,
-    "source_best": 1.7937,
-    "near1_bm25": -0.6504,
-    "near2_bm25": 1.3790,
-    "near1_coverage": 1.5676,
-    "near2_coverage": -0.2312,
-    "near1_similarity": -0.1556,
+    "dense_rrf": 8.6016,
+    "keyword_rrf": 20.9850,
+    "similarity_gap": 5.1769,
+    "bm25": 2.0782,
+    "bm25_text": 0.4790,
+    "bm25_keys": -1.9388,
+    "coverage": 0.2636,
+    "source_best": 1.8813,
+    "near1_bm25": -0.8496,
+    "near2_bm25": 1.3099,
+    "near1_coverage": 1.3167,
+    "near2_coverage": -0.7267,
+    "near1_similarity": -0.2453,
+    "words": 3.6637,
+    "asks": -1.2108,
+    "specifics": 1.4814,
+    "answer_kind": 0.5311,
+    "answers_match": 2.7280,
 }
-BIAS = -5.2892
+BIAS = -8.4316
 # Linear scores are logits; this brings their gaps to the size of RRF's (median gap between the first
 # two candidates on LoCoMo), so the recency and retention terms keep the weight they were given.
-SCALE = 0.02275
+SCALE = 0.01948
 
 
 @dataclass(frozen=True)
@@ -117,8 +136,9 @@ def own_text(m: Memory) -> str:
     return m.text
 
 
-def features(cands: Sequence[Candidate], query_words: Sequence[str]) -> np.ndarray:
-    """The ``FEATURES`` matrix, one row per candidate."""
+def features(cands: Sequence[Candidate], query_words: Sequence[str], question: str = "") -> np.ndarray:
+    """The ``FEATURES`` matrix, one row per candidate; ``question`` is the query as asked (what it asks
+    for: "when ...", "how many ...")."""
     import numpy as np
 
     n = len(cands)
@@ -168,13 +188,49 @@ def features(cands: Sequence[Candidate], query_words: Sequence[str]) -> np.ndarr
             out[i, col[f"near{d}_coverage"]] = max((cov[j] for j in near), default=0.0)
             if d == 1:
                 out[i, col["near1_similarity"]] = max((gap[j] for j in near), default=-1.0)
+    said = _said(cands, question)
+    for j, name in enumerate(("words", "asks", "specifics", "answer_kind")):
+        out[:, col[name]] = said[:, j]
+    for i, c in enumerate(cands):  # a question that matched, then this turn: likely its answer
+        prev = at.get((c.memory.source, c.memory.position - 1)) if c.memory.position is not None else None
+        if prev is not None:
+            out[i, col["answers_match"]] = said[prev, 1] * bm[prev]
     return out
 
 
-def scores(cands: Sequence[Candidate], query_words: Sequence[str]) -> np.ndarray:
+def _said(cands: Sequence[Candidate], question: str) -> np.ndarray:
+    """Columns words, asks, specifics, answer_kind: what each candidate's own text says, whatever it
+    matched. In a conversation the short turns ("Wow, congrats!") and the questions mostly react and
+    prompt, while the answer tells; and a turn's vector holds its neighbours' text (ingest's keys),
+    so such a turn matches as well as the neighbour that says the thing."""
+    import numpy as np
+
+    out = np.zeros((len(cands), 4), dtype=np.float64)
+    wanted = cues.asks_for(question) if question else frozenset()
+    turns = [c.memory.kind is Kind.EPISODE and c.memory.position is not None for c in cands]
+    # A speaker's name is in most turns that address them: it is no more a specific than "you".
+    speakers = {
+        w for c, t in zip(cands, turns, strict=True) if t and (s := _SPEAKER.match(c.memory.text)) for w in s.group()[:-2].split()
+    }
+    full = math.log1p(SAYS_ENOUGH)
+    for i, (c, turn) in enumerate(zip(cands, turns, strict=True)):
+        text = own_text(c.memory)
+        if turn:
+            out[i, 0] = math.log1p(min(len(text.split()), SAYS_ENOUGH)) / full
+            out[i, 1] = cues.question_share(text)
+        else:
+            out[i, 0] = 1.0
+        found = cues.cues(text)
+        held = {"time": found.time, "number": found.number, "name": bool(found.names - speakers)}
+        out[i, 2] = (held["time"] + held["number"] + held["name"]) / 3
+        out[i, 3] = float(any(held[k] for k in wanted))
+    return out
+
+
+def scores(cands: Sequence[Candidate], query_words: Sequence[str], question: str = "") -> np.ndarray:
     """The fused score of each candidate (higher is better)."""
     import numpy as np
 
     w = np.asarray([WEIGHTS[f] for f in FEATURES])
-    out: np.ndarray = (features(cands, query_words) @ w + BIAS) * SCALE
+    out: np.ndarray = (features(cands, query_words, question) @ w + BIAS) * SCALE
     return out

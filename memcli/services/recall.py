@@ -310,7 +310,7 @@ def fusion_features(
         cands = [c for c in _pool(ctx, f, qv, plan.keyword_query, ctx.settings.recall.candidates) if _truthful(c.memory)]
         if cands:
             break
-    return [c.memory for c in cands], fusion.features(cands, query_words(plan.keyword_query))
+    return [c.memory for c in cands], fusion.features(cands, query_words(plan.keyword_query), plan.keyword_query)
 
 
 def _truthful(m: Memory, as_of: datetime | None = None) -> bool:
@@ -385,7 +385,7 @@ def _candidates(
     pool = _pool(ctx, f, qv, keyword_query, max(rs.candidates, k), legs)
     pool = [c for c in pool if _truthful(c.memory, as_of)]
     if rs.fusion == "learned":
-        fused = [float(x) for x in fusion.scores(pool, query_words(keyword_query))]
+        fused = [float(x) for x in fusion.scores(pool, query_words(keyword_query), keyword_query)]
     else:
         fused = [
             (rs.dense_weight / (rs.rrf_k + c.dense_rank) if c.dense_rank else 0.0)
