@@ -212,3 +212,13 @@ def export_lines(m: Memcli) -> list[dict[str, Any]]:
     m.export(buf)
     lines = [json.loads(x) for x in buf.getvalue().splitlines()]
     return [x for x in lines if "exported_at" not in x]
+
+
+def write(p: Path, text: str | bytes) -> Path:
+    """Write a test file (its folders too) and return its path."""
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        p.write_bytes(text)
+    else:
+        p.write_text(text, encoding="utf-8")
+    return p

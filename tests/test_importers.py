@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from conftest import write
+
 from memcli.api import Memcli
 from memcli.errors import ExitCode
 
@@ -15,15 +17,6 @@ if TYPE_CHECKING:
     from memcli.api import IngestProgress
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC).timestamp()
-
-
-def write(p: Path, text: str | bytes) -> Path:
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        p.write_bytes(text)
-    else:
-        p.write_text(text, encoding="utf-8")
-    return p
 
 
 def _node(nid: str, parent: str | None, children: list[str], msg: dict[str, Any] | None) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from conftest import write
+
 from memcli.api import Memcli
 from memcli.errors import ExitCode
 
@@ -16,15 +18,6 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parent.parent
 NOTES = REPO / "examples" / "notes"
-
-
-def write(p: Path, text: str | bytes) -> Path:
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        p.write_bytes(text)
-    else:
-        p.write_text(text, encoding="utf-8")
-    return p
 
 
 def test_example_notes_answer_the_demo_questions(mem: Memcli) -> None:

@@ -162,20 +162,7 @@ def _kept_branch(mapping: dict[str, Any], current: Any) -> list[dict[str, Any]]:
                 break
             seen_down.add(current)
             current = nxt
-    path: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    key: Any = current
-    while isinstance(key, str) and key in mapping:
-        if key in seen:
-            raise ExportError("the message tree has a cycle")
-        seen.add(key)
-        node = mapping[key]
-        if not isinstance(node, dict):
-            raise ExportError(f"message node {key!r} is not an object")
-        path.append(node)
-        key = node.get("parent")
-    path.reverse()
-    return path
+    return _root_path(current, mapping, "parent")
 
 
 def _chatgpt_turn(msg: Any) -> Turn | None:
@@ -217,15 +204,24 @@ def _claude_branch(msgs: list[dict[str, Any]], leaf: Any) -> list[dict[str, Any]
     by_id = {m["uuid"]: m for m in msgs if isinstance(m.get("uuid"), str)}
     if not isinstance(leaf, str) or leaf not in by_id or not any("parent_message_uuid" in m for m in msgs):
         return msgs  # an older, linear export
+    return _root_path(leaf, by_id, "parent_message_uuid")
+
+
+def _root_path(leaf: Any, nodes: dict[str, Any], parent_key: str) -> list[dict[str, Any]]:
+    """The branch from the root down to ``leaf``, following each node's ``parent_key`` up (both export
+    formats keep the branch the user kept as parent pointers); a cycle is an error, not a hang."""
     path: list[dict[str, Any]] = []
     seen: set[str] = set()
-    key: Any = leaf
-    while isinstance(key, str) and key in by_id:
+    key = leaf
+    while isinstance(key, str) and key in nodes:
         if key in seen:
             raise ExportError("the message tree has a cycle")
         seen.add(key)
-        path.append(by_id[key])
-        key = by_id[key].get("parent_message_uuid")
+        node = nodes[key]
+        if not isinstance(node, dict):
+            raise ExportError(f"message node {key!r} is not an object")
+        path.append(node)
+        key = node.get(parent_key)
     path.reverse()
     return path
 
